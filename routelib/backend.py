@@ -1,0 +1,289 @@
+"""Model backends: batch in, list out, same order (the lm-evaluation-harness shape).
+
+A backend offers three calls:
+
+- ``generate(requests) -> list[list[Generation]]``: ``n`` completions per request, greedy when
+  ``temperature == 0`` (deterministic), else sampled with a per-request seed (the same request
+  gives the same samples whatever else is in the batch). Each completion carries the log-prob of
+  every generated token and the ``top_k`` alternatives, all under the model's untempered
+  distribution (log-softmax of the raw logits).
+- ``loglikelihood(requests) -> list[Loglik]``: log-prob of a continuation given a context, per
+  token, and whether it is the greedy continuation.
+- ``hidden_states(texts, layer) -> np.ndarray``: the hidden state at the last token of each text
+  after transformer layer ``layer`` (negative counts from the end: ``-8`` is the output of the
+  8th-to-last layer, the paper's probe input), shape ``(len(texts), hidden_size)``.
+
+``render_chat(user)`` turns a user message into the prompt text up to the assistant's answer
+(``None`` for models without a chat template: the plain format is used).
+
+:class:`TransformersBackend` runs a Hugging Face causal LM; tests use
+:class:`routelib.fake.FakeBackend`.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    prompt: str
+    max_new_tokens: int = 64
+    temperature: float = 0.0          # 0: greedy
+    n: int = 1
+    seed: int = 50
+    stop: tuple[str, ...] = ()
+    top_k: int = 5                    # alternatives reported per generated token
+
+    def params(self) -> dict:
+        """Decoding parameters, as they enter cache keys."""
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                "n": self.n, "seed": self.seed if self.temperature > 0 else None,
+                "stop": list(self.stop), "top_k": self.top_k}
+
+
+@dataclass
+class Generation:
+    text: str
+    token_ids: list[int]
+    token_logprobs: list[float]
+    top_logprobs: list[list[tuple[str, float]]] = field(default_factory=list)
+    finish_reason: str = "length"     # "stop" (stop string), "eos" or "length"
+
+
+@dataclass(frozen=True)
+class LoglikRequest:
+    context: str
+    continuation: str
+
+
+@dataclass
+class Loglik:
+    logprob: float
+    token_logprobs: list[float]
+    is_greedy: bool
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.token_logprobs)
+
+
+class Backend(Protocol):
+    name: str
+    model_id: str
+
+    def render_chat(self, user: str) -> str | None: ...
+    def generate(self, requests: Sequence[GenRequest]) -> list[list[Generation]]: ...
+    def loglikelihood(self, requests: Sequence[LoglikRequest]) -> list[Loglik]: ...
+    def hidden_states(self, texts: Sequence[str], layer: int = -8) -> np.ndarray: ...
+
+
+def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Text before the earliest stop string, and whether one was found."""
+    cut = min((i for i in (text.find(s) for s in stop if s) if i >= 0), default=-1)
+    return (text[:cut], True) if cut >= 0 else (text, False)
+
+
+def request_seed(req: GenRequest) -> int:
+    """Per-request RNG seed: the request's seed mixed with its prompt."""
+    h = hashlib.sha256(f"{req.seed}\x00{req.prompt}".encode()).digest()
+    return int.from_bytes(h[:4], "big")
+
+
+def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length (longest first), deterministic."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class TransformersBackend:
+    """A Hugging Face causal LM (from :func:`routelib.models.load`)."""
+
+    def __init__(self, model, tokenizer, name: str = "model", model_id: str = "",
+                 batch_size: int = 16, chat: bool | None = None):
+        import torch
+        self.model, self.tok = model, tokenizer
+        self.name, self.model_id = name, model_id or name
+        self.batch_size = batch_size
+        self.device = next(model.parameters()).device
+        self.chat = bool(tokenizer.chat_template) if chat is None else chat
+        if self.tok.pad_token_id is None:
+            self.tok.pad_token = self.tok.eos_token
+        self._torch = torch
+        self.stats = {"generate_calls": 0, "forward_tokens": 0, "generated_tokens": 0}
+
+    @classmethod
+    def from_registry(cls, name: str, **kw) -> "TransformersBackend":
+        from . import models
+        model, tok = models.load(name)
+        return cls(model, tok, name=name, model_id=models.model_id(name),
+                   chat=kw.pop("chat", models.get_spec(name).chat), **kw)
+
+    # -- prompts -----------------------------------------------------------------------------
+    def render_chat(self, user: str) -> str | None:
+        if not self.chat:
+            return None
+        return self.tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
+                                            add_generation_prompt=True)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tok(text, add_special_tokens=not self.chat)["input_ids"]
+
+    # -- log-likelihood ----------------------------------------------------------------------
+    def _split_tokens(self, r: LoglikRequest) -> tuple[list[int], list[int]]:
+        ctx = self._encode(r.context)
+        whole = self._encode(r.context + r.continuation)
+        if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
+            return ctx, whole[len(ctx):]
+        # tokenization merged across the boundary: encode the continuation on its own
+        cont = self.tok(r.continuation, add_special_tokens=False)["input_ids"]
+        if not cont:
+            raise ValueError(f"empty continuation for context ending {r.context[-40:]!r}")
+        return ctx, cont
+
+    def loglikelihood(self, requests: Sequence[LoglikRequest]) -> list[Loglik]:
+        """Requests sharing a context run it once; its KV cache scores every continuation."""
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(r.context, []).append(i)
+        out: list[Loglik | None] = [None] * len(requests)
+        for idx in groups.values():
+            toks = [self._split_tokens(requests[i]) for i in idx]
+            for i, ll in zip(idx, self._score_group(toks[0][0], [c for _, c in toks])):
+                out[i] = ll
+        return out  # type: ignore[return-value]
+
+    def _score_group(self, ctx: list[int], conts: list[list[int]]) -> list[Loglik]:
+        """Score continuations of one context: one context pass, one batched pass for the rest."""
+        torch, dev = self._torch, self.device
+        with torch.inference_mode():
+            res = self.model.model(input_ids=torch.tensor([ctx], device=dev), use_cache=True)
+            first = torch.log_softmax(self.model.lm_head(res.last_hidden_state[0, -1]).float(), -1)
+            self.stats["forward_tokens"] += len(ctx)
+            hid = None
+            width = max(len(c) for c in conts) - 1
+            if width > 0:  # feed tokens 1..n-1 of every continuation after the shared context
+                k = len(conts)
+                ids = torch.full((k, width), self.tok.pad_token_id, dtype=torch.long)
+                mask = torch.zeros((k, len(ctx) + width), dtype=torch.long)
+                mask[:, :len(ctx)] = 1
+                for row, c in enumerate(conts):
+                    ids[row, :len(c) - 1] = torch.tensor(c[:-1])
+                    mask[row, len(ctx):len(ctx) + len(c) - 1] = 1
+                cache = res.past_key_values
+                cache.batch_repeat_interleave(k)
+                pos = torch.arange(len(ctx), len(ctx) + width)[None].expand(k, -1)
+                hid = self.model.model(input_ids=ids.to(dev), attention_mask=mask.to(dev),
+                                       position_ids=pos.to(dev), past_key_values=cache,
+                                       use_cache=True).last_hidden_state
+                self.stats["forward_tokens"] += sum(len(c) - 1 for c in conts)
+            out = []
+            for row, c in enumerate(conts):
+                lp = [float(first[c[0]])]
+                greedy = int(first.argmax()) == c[0]
+                if len(c) > 1:
+                    logp = torch.log_softmax(self.model.lm_head(hid[row, :len(c) - 1]).float(), -1)
+                    target = torch.tensor(c[1:], device=dev)
+                    lp += logp.gather(1, target[:, None])[:, 0].tolist()
+                    greedy = greedy and bool((logp.argmax(-1) == target).all())
+                out.append(Loglik(sum(lp), lp, greedy))
+        return out
+
+    # -- generation --------------------------------------------------------------------------
+    def generate(self, requests: Sequence[GenRequest]) -> list[list[Generation]]:
+        out: list[list[Generation] | None] = [None] * len(requests)
+        greedy = [i for i, r in enumerate(requests) if r.temperature == 0]
+        sampled = [i for i, r in enumerate(requests) if r.temperature > 0]
+        enc = {i: self._encode(requests[i].prompt) for i in greedy}
+        for batch in length_batches([len(enc[i]) for i in greedy], self.batch_size):
+            idx = [greedy[j] for j in batch]
+            res = self._generate_batch([enc[i] for i in idx], [requests[i] for i in idx])
+            for i, g in zip(idx, res):
+                out[i] = [g]
+        for i in sampled:  # one call per request: its samples depend on its own seed only
+            r = requests[i]
+            self._torch.manual_seed(request_seed(r))
+            out[i] = self._generate_batch([self._encode(r.prompt)] * r.n, [r] * r.n)
+        return out  # type: ignore[return-value]
+
+    def _generate_batch(self, seqs: list[list[int]], reqs: list[GenRequest]) -> list[Generation]:
+        torch = self._torch
+        r0 = reqs[0]
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):  # left padding
+            ids[row, width - len(s):] = torch.tensor(s)
+            mask[row, width - len(s):] = 1
+        stops = sorted({s for r in reqs for s in r.stop})
+        kwargs = dict(max_new_tokens=max(r.max_new_tokens for r in reqs), pad_token_id=pad,
+                      return_dict_in_generate=True, output_logits=True)
+        if r0.temperature > 0:
+            kwargs.update(do_sample=True, temperature=r0.temperature, top_k=0, top_p=1.0)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
+        if stops:
+            kwargs.update(stop_strings=stops, tokenizer=self.tok)
+        self.stats["generate_calls"] += 1
+        with torch.inference_mode():
+            res = self.model.generate(input_ids=ids.to(self.device),
+                                      attention_mask=mask.to(self.device), **kwargs)
+        self.stats["forward_tokens"] += int(mask.sum())
+        new = res.sequences[:, width:].cpu()
+        logp = torch.log_softmax(torch.stack(res.logits, 1).float(), -1).cpu()  # (B, T, V)
+        eos = set(np.atleast_1d(self.model.generation_config.eos_token_id or []).tolist())
+        eos.add(self.tok.eos_token_id)
+        return [self._finish(new[b], logp[b], reqs[b]) for b in range(len(seqs))]
+
+    def _finish(self, new, logp, req: GenRequest) -> Generation:
+        ids, reason = [], "length"
+        for t in new.tolist()[:req.max_new_tokens]:
+            if t in (self.model.generation_config.eos_token_id, self.tok.eos_token_id) or (
+                    isinstance(self.model.generation_config.eos_token_id, list)
+                    and t in self.model.generation_config.eos_token_id):
+                reason = "eos"
+                break
+            ids.append(t)
+        # keep the tokens whose text lies before the first stop string
+        full = self.tok.decode(ids, skip_special_tokens=True)
+        text, stopped = cut_at_stop(full, req.stop)
+        if stopped:
+            reason = "stop"
+            keep = 0
+            while keep < len(ids) and len(self.tok.decode(ids[:keep + 1],
+                                                          skip_special_tokens=True)) <= len(text):
+                keep += 1
+            ids = ids[:keep]
+        n = len(ids)
+        self.stats["generated_tokens"] += n
+        lp = logp[:n]
+        chosen = lp.gather(1, new[:n, None])[:, 0].tolist() if n else []
+        top = []
+        if req.top_k and n:
+            vals, idx = lp.topk(req.top_k, dim=-1)
+            top = [[(self.tok.decode([int(j)]), float(v)) for v, j in zip(vr, ir)]
+                   for vr, ir in zip(vals, idx)]
+        return Generation(text.strip(), ids, chosen, top, reason)
+
+    # -- hidden states -----------------------------------------------------------------------
+    def hidden_states(self, texts: Sequence[str], layer: int = -8) -> np.ndarray:
+        torch = self._torch
+        seqs = [self._encode(t) for t in texts]
+        out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        for batch in length_batches([len(s) for s in seqs], self.batch_size):
+            width = max(len(seqs[i]) for i in batch)
+            ids = torch.full((len(batch), width), self.tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):
+                ids[row, :len(seqs[i])] = torch.tensor(seqs[i])
+                mask[row, :len(seqs[i])] = 1
+            with torch.inference_mode():
+                hs = self.model.model(input_ids=ids.to(self.device), attention_mask=mask.to(
+                    self.device), output_hidden_states=True).hidden_states
+            for row, i in enumerate(batch):
+                out[i] = hs[layer][row, len(seqs[i]) - 1].float().cpu().numpy()
+        return out

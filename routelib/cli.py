@@ -1,0 +1,154 @@
+"""Command line: ``python -m routelib <command> --help``."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import config, data, models
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--split", default="eval",
+                   help="'eval' (default), 'train' (train/dev split, or the carved-out part of an "
+                        "eval-only dataset) or a physical split name")
+    p.add_argument("--limit", type=int, default=100,
+                   help="items per dataset, a fixed seed-50 subsample (default 100; 0 = all)")
+    p.add_argument("--source", default="local", choices=("local", "hub"),
+                   help="local JSONL directory ($ROUTELIB_DATA_DIR) or the Hugging Face hub")
+
+
+def _answer_config(args, dataset: str):
+    from .answer import AnswerConfig, default_config
+    cfg = default_config(dataset, args.model_name)
+    if args.style != "auto" or args.chat is not None:
+        cfg = AnswerConfig(cfg.style if args.style == "auto" else args.style,
+                           bool(args.chat), cfg.max_new_tokens)
+    return cfg
+
+
+def lazy_backend(model: str, batch_size: int = 16):
+    """A zero-argument factory that loads ``model`` on first call and then reuses it."""
+    holder = {}
+
+    def get():
+        if "b" not in holder:
+            from .backend import TransformersBackend
+            holder["b"] = TransformersBackend.from_registry(model, batch_size=batch_size)
+        return holder["b"]
+    return get
+
+
+def cmd_generate(args) -> int:
+    from . import runs
+    datasets = data.iter_datasets(args.dataset)
+    for model in args.model:
+        models.get_spec(model)
+    for model in args.model:
+        backend = lazy_backend(model, args.batch_size)
+        for ds in datasets:
+            args.model_name = model
+            cfg = _answer_config(args, ds)
+            if args.dry_run:
+                recs = data.load(ds, args.split, limit=args.limit or None, source=args.source)
+                print(f"{model} {ds}: {len(recs)} items, {cfg}")
+                continue
+            df = runs.generate(model, ds, args.split, limit=args.limit or None, cfg=cfg,
+                               backend=backend, chunk_size=args.chunk_size, source=args.source)
+            print(f"{model:>20} {ds:>14} {cfg.style:>8}{'-chat' if cfg.chat else '':5} "
+                  f"n={len(df):4d} accuracy={df['correct'].mean():.3f}", flush=True)
+    return 0
+
+
+def cmd_accuracy(args) -> int:
+    from . import report
+    table = report.accuracy_table(args.model, limit=args.limit or None, split=args.split,
+                                  backend_factory=lazy_backend)
+    print(table.to_string())
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(report.accuracy_markdown(table))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
+def cmd_select(args) -> int:
+    from . import selection
+    for model in args.model:
+        res = selection.run_selection(model)
+        print(res.to_string())
+        print(selection.choose(res).to_string())
+    return 0
+
+
+def cmd_models(args) -> int:
+    for name, s in models.MODELS.items():
+        where = "embedded GGUF" if s.embedded else s.hub_id
+        print(f"{name:20} {s.role:4} {s.display:50} {where}")
+    return 0
+
+
+def cmd_datasets(args) -> int:
+    for name, s in data.DATASETS.items():
+        train = s.train_split or f"(carved {data.HOLDOUT_FRACTION:.0%} of {s.eval_split})"
+        print(f"{name:14} {s.type:10} {s.domain:16} eval={s.eval_split:11} train={train}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="routelib", description="Uncertainty-based SLM->LLM routing (Chuang et al. 2025).")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="answer N items of datasets with models; cached, resumable",
+                       description="Answer items with a model, grade them and store one parquet "
+                                   "row per item under $ROUTELIB_CACHE_DIR/answers/. An "
+                                   "interrupted run resumes where it stopped.")
+    g.add_argument("--model", nargs="+", default=["smollm2-135m"],
+                   help=f"registered model name(s); known: {', '.join(models.MODELS)}")
+    g.add_argument("--dataset", nargs="+", default=["all"],
+                   help=f"dataset name(s) or 'all'; known: {', '.join(data.DATASETS)}")
+    _add_common(g)
+    g.add_argument("--style", default="auto", choices=("auto", "options", "letters", "generate"),
+                   help="how the model answers (default: the per-task-type default, see README)")
+    g.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
+                   help="use the model's chat template (default: the style default, plain)")
+    g.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    g.add_argument("--chunk-size", type=int, default=16,
+                   help="items per saved part; an interruption loses at most one chunk")
+    g.add_argument("--dry-run", action="store_true", help="list what would run, load no model")
+    g.set_defaults(func=cmd_generate)
+
+    a = sub.add_parser("accuracy", help="accuracy per model x dataset (computes what the "
+                                        "cache lacks)")
+    a.add_argument("--model", nargs="+", default=list(models.EMBEDDED),
+                   help="registered model(s); default: the three embedded models")
+    _add_common(a)
+    a.add_argument("--markdown", help="also write the table as markdown to this file")
+    a.set_defaults(func=cmd_accuracy)
+
+    s = sub.add_parser("select", help="choose prompt style and scoring per model on train/dev "
+                                      "splits (see routelib.selection)")
+    s.add_argument("--model", nargs="+", default=["smollm2-135m"], help="registered model(s)")
+    s.set_defaults(func=cmd_select)
+
+    sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
+    sub.add_parser("datasets", help="list datasets and splits").set_defaults(func=cmd_datasets)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except (data.DataError, models.ModelError, config.ConfigError) as exc:
+        print(f"routelib: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nroutelib: interrupted; completed chunks are saved, rerun to resume",
+              file=sys.stderr)
+        return 130

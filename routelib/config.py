@@ -1,0 +1,65 @@
+"""Where routelib reads data and keeps its cache, and the project-wide seed.
+
+Everything that touches the file system asks this module, so one environment variable moves it:
+
+- ``ROUTELIB_DATA_DIR``: a directory of ``<dataset>/<split>.jsonl`` files in the schema of
+  :mod:`routelib.data` (the Makefile and CI point it at ``../shared/datasets``).
+- ``ROUTELIB_CACHE_DIR``: where result tables go. Default: the repository's ``data_cache/``
+  when routelib runs from a checkout, else ``./data_cache``.
+- ``ROUTELIB_MODEL_DIR``: where assembled GGUF files and dequantized safetensors go (large, not
+  committed). Default: ``data_cache/models`` of the checkout, else ``<cache>/models``; it does
+  not follow ``ROUTELIB_CACHE_DIR``, so a scratch result cache reuses the model cache.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SEED = 50  # the paper's seed, used wherever randomness enters
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ConfigError(RuntimeError):
+    """A required setting (directory, environment variable) is missing or wrong."""
+
+
+def data_dir() -> Path:
+    """The local dataset directory, from ``ROUTELIB_DATA_DIR``."""
+    value = os.environ.get("ROUTELIB_DATA_DIR")
+    if not value:
+        raise ConfigError(
+            "ROUTELIB_DATA_DIR is not set: point it at a directory of <dataset>/<split>.jsonl "
+            "files (e.g. export ROUTELIB_DATA_DIR=../shared/datasets), or load from the Hugging "
+            "Face hub with source='hub'."
+        )
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"ROUTELIB_DATA_DIR={value!r} is not a directory")
+    return path
+
+
+def cache_dir() -> Path:
+    """Root of routelib's on-disk cache (created on first use)."""
+    value = os.environ.get("ROUTELIB_CACHE_DIR")
+    if value:
+        path = Path(value).expanduser()
+    elif (_REPO_ROOT / "data_cache").is_dir():
+        path = _REPO_ROOT / "data_cache"
+    else:
+        path = Path.cwd() / "data_cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def model_dir() -> Path:
+    """Root of the (large, git-ignored) model cache."""
+    value = os.environ.get("ROUTELIB_MODEL_DIR")
+    if value:
+        path = Path(value).expanduser()
+    elif (_REPO_ROOT / "data_cache").is_dir():
+        path = _REPO_ROOT / "data_cache" / "models"
+    else:
+        path = cache_dir() / "models"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

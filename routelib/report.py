@@ -1,0 +1,62 @@
+"""Accuracy tables from cached answers (computing only what the cache lacks)."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from . import data, models, runs
+from .answer import default_config
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval for k successes in n trials."""
+    if n == 0:
+        return (math.nan, math.nan)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (centre - half, centre + half)
+
+
+def accuracy_table(model_names=None, datasets=None, limit: int | None = 100, split: str = "eval",
+                   backend_factory=None) -> pd.DataFrame:
+    """One row per (model, dataset): n, accuracy, 95% CI, answer config and throughput."""
+    rows = []
+    for model in model_names or models.EMBEDDED:
+        factory = backend_factory(model) if backend_factory else None
+        for ds in data.iter_datasets(datasets):
+            cfg = default_config(ds, model)
+            df = runs.generate(model, ds, split, limit=limit, cfg=cfg, backend=factory,
+                               progress=False)
+            path = runs.run_dir(runs.run_spec(model, models.model_id(model), ds, split, cfg))
+            t = runs.throughput(path)
+            k, n = int(df["correct"].sum()), len(df)
+            lo, hi = wilson(k, n)
+            rows.append({"model": model, "dataset": ds, "group": _group(ds), "n": n,
+                         "accuracy": k / n if n else math.nan, "ci_low": lo, "ci_high": hi,
+                         "config": cfg.style + ("-chat" if cfg.chat else ""),
+                         "items_per_s": t["items"] / t["seconds"] if t["seconds"] else math.nan})
+    return pd.DataFrame(rows)
+
+
+def _group(ds: str) -> str:
+    from .answer import answer_group
+    return answer_group(ds)
+
+
+def accuracy_markdown(table: pd.DataFrame) -> str:
+    """Datasets as rows, models as columns: ``acc% [lo, hi]``, plus N and a best-model column."""
+    wide = table.pivot(index="dataset", columns="model", values="accuracy")
+    ns = table.pivot(index="dataset", columns="model", values="n")
+    cols = list(dict.fromkeys(table["model"]))
+    lines = ["| dataset | N | " + " | ".join(cols) + " | most accurate |",
+             "|---|---|" + "---|" * len(cols) + "---|"]
+    for ds in dict.fromkeys(table["dataset"]):
+        sub = table[table["dataset"] == ds].set_index("model")
+        cells = [f"{100 * sub.at[m, 'accuracy']:.1f}% [{100 * sub.at[m, 'ci_low']:.0f}, "
+                 f"{100 * sub.at[m, 'ci_high']:.0f}]" for m in cols]
+        n = "/".join(str(int(ns.at[ds, m])) for m in cols) if len(set(ns.loc[ds])) > 1 \
+            else str(int(ns.loc[ds].iloc[0]))
+        lines.append(f"| {ds} | {n} | " + " | ".join(cells) + f" | {wide.loc[ds].idxmax()} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,61 @@
+"""Choose each model's prompt style and scoring on train/dev data only.
+
+For every answer *group* (MCQ, true/false, free-form math, conversational) the candidate
+:class:`~routelib.answer.AnswerConfig` s are run on the ``"train"`` split of that group's
+selection datasets (their train/dev split, or the carved-out part of an eval-only dataset, never
+an evaluation item), and the one with the highest mean accuracy over those datasets wins
+(ties: the earlier candidate). The answers are cached like any other run, so the choice can be
+audited from ``data_cache/``.
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from . import data, models, runs
+from .answer import ANSWER_GROUPS as GROUPS, AnswerConfig, answer_group as group_of
+
+
+# datasets whose "train" split decides each group (all have a real train/dev split, except
+# coqa, whose carved-out part is disjoint from its evaluation items)
+SELECTION_DATASETS: dict[str, tuple[str, ...]] = {
+    "mcq": ("commonsenseqa", "openbookqa", "mmlu", "aqua"),
+    "true_false": ("boolq",),
+    "math": ("gsm8k", "svamp"),
+    "conversational": ("coqa",),
+}
+SELECTION_LIMITS = {"mcq": 50, "true_false": 50, "math": 30, "conversational": 30}
+
+
+def candidates(group: str, chat_model: bool) -> list[AnswerConfig]:
+    if group in ("mcq", "true_false"):
+        out = [AnswerConfig("options"), AnswerConfig("letters")]
+        if chat_model:
+            out += [AnswerConfig("options", chat=True), AnswerConfig("letters", chat=True)]
+        return out
+    out = [AnswerConfig("generate")]
+    if chat_model:
+        out.append(AnswerConfig("generate", chat=True))
+    return out
+
+
+def run_selection(model: str, groups=GROUPS, backend=None, progress: bool = True) -> pd.DataFrame:
+    """Accuracy of every candidate on every selection dataset; one row per (group, config, dataset)."""
+    spec = models.get_spec(model)
+    rows = []
+    for group in groups:
+        for cfg in candidates(group, spec.chat):
+            for ds in SELECTION_DATASETS[group]:
+                df = runs.generate(model, ds, "train", limit=SELECTION_LIMITS[group], cfg=cfg,
+                                   backend=backend, progress=progress)
+                rows.append({"model": model, "group": group, "style": cfg.style,
+                             "chat": cfg.chat, "dataset": ds, "n": len(df),
+                             "accuracy": float(df["correct"].mean())})
+    return pd.DataFrame(rows)
+
+
+def choose(results: pd.DataFrame) -> pd.DataFrame:
+    """The winning config per (model, group): highest mean accuracy over the group's datasets."""
+    mean = (results.groupby(["model", "group", "style", "chat"], sort=False)["accuracy"]
+            .mean().reset_index())
+    best = mean.loc[mean.groupby(["model", "group"], sort=False)["accuracy"].idxmax()]
+    return best.reset_index(drop=True)
