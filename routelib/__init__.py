@@ -1,0 +1,12 @@
+"""routelib: uncertainty-based routing from on-device small LMs to stronger LLMs.
+
+An executable reproduction of Chuang et al. 2025 (arXiv 2502.04428). Modules, one per concern:
+``config`` (paths, seed), ``data`` (the 14 datasets), ``hub`` (Hugging Face loader),
+``models`` (model registry, GGUF cache), ``backend`` (batched transformers backend),
+``fake`` (test backend), ``prompts``, ``grading``, ``answer`` (answer + grade records),
+``runs`` (resumable cached generation), ``selection`` (prompt/scoring choice on train data),
+``report`` (accuracy tables), ``cli``.
+
+Importing routelib has no side effects and loads neither torch nor a model.
+"""
+__version__ = "0.1.0"

@@ -123,7 +123,7 @@ def _resolve(name: str, split: str) -> tuple[str, str | None]:
         return (s.train_split, None) if s.train_split else (s.eval_split, "train")
     if split in physical_splits(name):
         return split, None
-    known = ", ".join(LOGICAL_SPLITS + physical_splits(name))
+    known = ", ".join(dict.fromkeys(LOGICAL_SPLITS + physical_splits(name)))
     raise DataError(f"split {split!r} of dataset {name!r} is not known; known: {known}")
 
 
@@ -188,7 +188,7 @@ def record_from_dict(d: dict, where: str = "<dict>") -> Record:
 
 def read_jsonl(path: Path) -> list[Record]:
     """Read and validate one JSONL file; a malformed line raises naming file and line."""
-    records = []
+    records, seen = [], set()
     with open(path, encoding="utf-8") as fh:
         for lineno, line in enumerate(fh, 1):
             if not line.strip():
@@ -198,7 +198,11 @@ def read_jsonl(path: Path) -> list[Record]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            records.append(record_from_dict(obj, where))
+            rec = record_from_dict(obj, where)
+            if rec.id in seen:
+                raise DataError(f"{where}: duplicate id {rec.id!r}")
+            seen.add(rec.id)
+            records.append(rec)
     return records
 
 
@@ -246,11 +250,11 @@ def load(name: str, split: str = "eval", limit: int | None = None, seed: int = c
 
 def iter_datasets(names: Iterable[str] | None = None) -> list[str]:
     """Validate dataset names (all 14 when ``names`` is None or ``"all"``)."""
-    if isinstance(names, str):
-        names = [names]
-    if names is None or list(names) == ["all"]:
+    if names is None:
         return list(DATASETS)
-    out = list(names)
+    out = [names] if isinstance(names, str) else list(names)
+    if out == ["all"]:
+        return list(DATASETS)
     for n in out:
         spec(n)
     return out

@@ -108,11 +108,13 @@ def build(record: Record, style: str, chat: ChatRenderer | None = None,
         n = len(labels)
         return Prompt(text, tuple(sep + LETTERS[i] for i in range(n)), labels)
     # generate
-    if record.dataset == "coqa" or (record.type == "free_form" and record.context):
-        body = f"{record.context.strip()}\nQ: {record.question.strip()}"
+    if record.type == "free_form" and record.context:
+        context = record.context.strip()
+        sep = "\n" if "\nQ: " in context else "\n\n"  # turn 1: the story alone
+        body = f"{context}{sep}Q: {record.question.strip()}"
         text = chat(body) if chat else f"{body}\nA:"
         return Prompt(text, stop=("\n",), max_new_tokens=max_new_tokens or 32)
-    if record.domain == "math":
+    if record.domain == "math" and record.type == "free_form":
         body = f"{_question_block(record)}\n{MATH_INSTRUCTION}"
         text, _ = _finish(body, chat)
         return Prompt(text, stop=("\n\n", "Question:", "\nAnswer:"), max_new_tokens=max_new_tokens or 96)

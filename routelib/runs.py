@@ -9,8 +9,9 @@ Layout: ``<cache>/answers/<model>/<dataset>/<split>__<style>[-chat]__<key>/`` ho
 - ``timings.jsonl``: one line per part (items, seconds, tokens) for throughput reports.
 
 Resuming: items already present in a part are skipped; the rest are cut into the same chunks an
-uninterrupted run would have used (chunks follow the data order, and a kill only ever loses a
-whole chunk), so a killed-and-resumed run yields the same table. Growing ``limit`` reuses every
+uninterrupted run would have used (items are chunked longest first, an order that depends only
+on the records, and a kill only ever loses a whole chunk), so a killed-and-resumed run yields the
+same table. Growing ``limit`` reuses every
 item already answered (the 100-item subset is inside the 200-item one, see :mod:`routelib.data`).
 """
 from __future__ import annotations
@@ -66,6 +67,10 @@ def _write_part(path: Path, rows: list[dict]) -> Path:
     return target
 
 
+def _length_key(r) -> tuple:
+    return (-(len(r.question) + len(r.context or "") + sum(map(len, r.choices or ()))), r.id)
+
+
 def generate(model: str, dataset: str, split: str = "eval", limit: int | None = None,
              cfg: AnswerConfig | None = None, backend=None, chunk_size: int = 16,
              source: str = "local", progress: bool = True) -> pd.DataFrame:
@@ -78,6 +83,8 @@ def generate(model: str, dataset: str, split: str = "eval", limit: int | None = 
     """
     records = data.load(dataset, split, limit=limit, source=source)
     cfg = cfg or default_config(dataset, model)
+    if isinstance(backend, type):
+        raise TypeError("pass a backend instance or a zero-argument factory, not a class")
     lazy = backend if callable(backend) and not hasattr(backend, "generate") else None
     if lazy is not None:
         backend = None
@@ -89,7 +96,9 @@ def generate(model: str, dataset: str, split: str = "eval", limit: int | None = 
     if not meta.exists():
         meta.write_text(json.dumps(spec, indent=1, sort_keys=True))
     done = set(read_parts(path)["item_id"])
-    todo = [r for r in records if r.id not in done]
+    # longest first, so each chunk's batch holds prompts of similar length (less padding);
+    # the order depends only on the records, so a resumed run cuts the same chunks
+    todo = sorted((r for r in records if r.id not in done), key=_length_key)
     if todo:
         if backend is None and lazy is not None:
             backend = lazy()
