@@ -73,11 +73,15 @@ def cmd_accuracy(args) -> int:
 
 
 def cmd_select(args) -> int:
+    import pandas as pd
     from . import selection
-    for model in args.model:
-        res = selection.run_selection(model)
-        print(res.to_string())
-        print(selection.choose(res).to_string())
+    res = pd.concat([selection.run_selection(m) for m in args.model], ignore_index=True)
+    print(res.to_string())
+    print(selection.choose(res).to_string())
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(selection.selection_markdown(res))
+        print(f"wrote {args.markdown}")
     return 0
 
 
@@ -131,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("select", help="choose prompt style and scoring per model on train/dev "
                                       "splits (see routelib.selection)")
     s.add_argument("--model", nargs="+", default=["smollm2-135m"], help="registered model(s)")
+    s.add_argument("--markdown", help="also write the comparison as markdown to this file")
     s.set_defaults(func=cmd_select)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)

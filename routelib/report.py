@@ -60,3 +60,42 @@ def accuracy_markdown(table: pd.DataFrame) -> str:
             else str(int(ns.loc[ds].iloc[0]))
         lines.append(f"| {ds} | {n} | " + " | ".join(cells) + f" | {wide.loc[ds].idxmax()} |")
     return "\n".join(lines) + "\n"
+
+
+def mcnemar_p(a_only: int, b_only: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant counts of paired items."""
+    from scipy.stats import binomtest
+    n = a_only + b_only
+    return 1.0 if n == 0 else float(binomtest(a_only, n, 0.5).pvalue)
+
+
+def tier_gaps(llm: str, slms, datasets=None, limit: int | None = 100,
+              split: str = "eval") -> pd.DataFrame:
+    """Per dataset and SLM: LLM accuracy minus SLM accuracy on the same items, with McNemar p.
+
+    Routing to the LLM can only help where this gap is positive; read only from the cache
+    (raises if an answer is missing: run ``accuracy`` first).
+    """
+    rows = []
+
+    def answers(model, ds):
+        df = runs.generate(model, ds, split, limit=limit, cfg=default_config(ds, model),
+                           backend=_no_backend, progress=False)
+        return df.set_index("item_id")["correct"]
+
+    for ds in data.iter_datasets(datasets):
+        big = answers(llm, ds)
+        for slm in slms:
+            small = answers(slm, ds).reindex(big.index)
+            rows.append({"dataset": ds, "slm": slm, "llm": llm, "n": len(big),
+                         "slm_acc": small.mean(), "llm_acc": big.mean(),
+                         "gap": big.mean() - small.mean(),
+                         "llm_only": int((big & ~small).sum()),
+                         "slm_only": int((small & ~big).sum()),
+                         "p_mcnemar": mcnemar_p(int((big & ~small).sum()),
+                                                int((small & ~big).sum()))})
+    return pd.DataFrame(rows)
+
+
+def _no_backend():
+    raise runs.RunError("answers missing from the cache; run `python -m routelib accuracy` first")

@@ -59,3 +59,21 @@ def choose(results: pd.DataFrame) -> pd.DataFrame:
             .mean().reset_index())
     best = mean.loc[mean.groupby(["model", "group"], sort=False)["accuracy"].idxmax()]
     return best.reset_index(drop=True)
+
+
+def selection_markdown(results: pd.DataFrame) -> str:
+    """Mean train/dev accuracy per (model, group, config); the chosen config in bold."""
+    best = {(r.model, r.group, r.style, r.chat) for r in choose(results).itertuples()}
+    mean = (results.groupby(["model", "group", "style", "chat"], sort=False)
+            .agg(accuracy=("accuracy", "mean"), n=("n", "sum"),
+                 per_dataset=("accuracy", lambda a: " / ".join(f"{100 * x:.0f}" for x in a)))
+            .reset_index())
+    lines = ["| model | group | config | mean accuracy | per dataset (%) | items |",
+             "|---|---|---|---|---|---|"]
+    for r in mean.itertuples():
+        cfg = r.style + ("-chat" if r.chat else "")
+        acc = f"{100 * r.accuracy:.1f}%"
+        if (r.model, r.group, r.style, r.chat) in best:
+            cfg, acc = f"**{cfg}**", f"**{acc}**"
+        lines.append(f"| {r.model} | {r.group} | {cfg} | {acc} | {r.per_dataset} | {r.n} |")
+    return "\n".join(lines) + "\n"

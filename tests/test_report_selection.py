@@ -1,0 +1,83 @@
+"""routelib.report and routelib.selection on fake backends and hand-computed numbers."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from routelib import report, runs, selection
+from routelib.answer import AnswerConfig
+from routelib.fake import FakeBackend
+
+
+def test_wilson_interval_hand_values():
+    lo, hi = report.wilson(5, 10)
+    # p = 0.5, n = 10: centre 0.5, half-width 1.96*sqrt(.025+.0096)/1.3842 = 0.2366
+    assert lo == pytest.approx(0.2366, abs=1e-3) and hi == pytest.approx(0.7634, abs=1e-3)
+    lo, hi = report.wilson(0, 20)
+    assert lo == pytest.approx(0.0, abs=1e-12) and hi == pytest.approx(0.1611, abs=1e-3)
+    assert all(math.isnan(x) for x in report.wilson(0, 0))
+
+
+def test_mcnemar_exact_p_values():
+    assert report.mcnemar_p(0, 0) == 1.0
+    # 6 vs 0 discordant pairs: 2 * 0.5**6 = 0.03125
+    assert report.mcnemar_p(6, 0) == pytest.approx(0.03125)
+    assert report.mcnemar_p(3, 3) == pytest.approx(1.0)
+
+
+def _results(rows):
+    return pd.DataFrame(rows, columns=["model", "group", "style", "chat", "dataset", "n",
+                                       "accuracy"])
+
+
+def test_choose_takes_the_best_mean_and_the_earlier_candidate_on_ties():
+    res = _results([
+        ("m", "mcq", "options", False, "a", 50, 0.40), ("m", "mcq", "options", False, "b", 50, 0.20),
+        ("m", "mcq", "letters", False, "a", 50, 0.10), ("m", "mcq", "letters", False, "b", 50, 0.60),
+        ("m", "math", "generate", False, "g", 30, 0.10),
+        ("m", "math", "generate", True, "g", 30, 0.10),
+    ])
+    best = selection.choose(res).set_index("group")
+    assert best.at["mcq", "style"] == "letters"          # mean 0.35 beats 0.30
+    assert best.at["math", "chat"] == False               # tie: the earlier candidate
+    md = selection.selection_markdown(res)
+    assert "| m | mcq | **letters** | **35.0%** | 10 / 60 | 100 |" in md
+    assert "| m | mcq | options | 30.0% | 40 / 20 | 100 |" in md
+
+
+def test_candidates_offer_chat_only_to_chat_models():
+    assert [c.chat for c in selection.candidates("mcq", chat_model=False)] == [False, False]
+    assert sum(c.chat for c in selection.candidates("mcq", chat_model=True)) == 2
+    assert selection.candidates("math", chat_model=False) == [AnswerConfig("generate")]
+
+
+def test_selection_uses_train_splits_only(use_data_dir, monkeypatch):
+    seen = []
+
+    def fake_generate(model, ds, split, **kw):
+        seen.append((ds, split))
+        return pd.DataFrame({"correct": [True, False]})
+    monkeypatch.setattr(runs, "generate", fake_generate)
+    res = selection.run_selection("smollm2-135m", groups=("mcq", "conversational"))
+    assert {s for _, s in seen} == {"train"}
+    assert set(res["accuracy"]) == {0.5}
+    assert len(res) == 4 * 4 + 2 * 1   # 4 MCQ candidates x 4 datasets + 2 CoQA candidates
+
+
+def test_tier_gaps_pairs_items_and_reads_only_the_cache(use_data_dir, monkeypatch):
+    # a "small" model that answers 3 and a "big" one that answers 42 on the gsm8k fixture
+    # (golds 18, 3, 42, 42, 7): small is right on item 1, big on items 2 and 3
+    monkeypatch.setattr(report.models, "model_id", lambda m: f"fake:{m}")
+    monkeypatch.setattr(report, "default_config", lambda ds, m=None: AnswerConfig("generate"))
+    runs.generate("small", "gsm8k", backend=FakeBackend(lambda p: "The answer is 3.", name="small"),
+                  progress=False, cfg=AnswerConfig("generate"))
+    runs.generate("big", "gsm8k", backend=FakeBackend(name="big"), progress=False,
+                  cfg=AnswerConfig("generate"))
+    gaps = report.tier_gaps("big", ["small"], datasets=["gsm8k"]).iloc[0]
+    assert (gaps.n, gaps.llm_only, gaps.slm_only) == (5, 2, 1)
+    assert gaps.gap == pytest.approx(0.4 - 0.2)
+    assert gaps.p_mcnemar == pytest.approx(1.0)
+    with pytest.raises(runs.RunError, match="missing from the cache"):
+        report.tier_gaps("nobody", ["small"], datasets=["gsm8k"])
