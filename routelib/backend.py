@@ -113,6 +113,9 @@ class TransformersBackend:
         if self.tok.pad_token_id is None:
             self.tok.pad_token = self.tok.eos_token
         self._torch = torch
+        eos = getattr(model.generation_config, "eos_token_id", None)
+        self.eos_ids = set(np.atleast_1d(eos if eos is not None else []).tolist())
+        self.eos_ids.add(self.tok.eos_token_id)
         self.stats = {"generate_calls": 0, "forward_tokens": 0, "generated_tokens": 0}
 
     @classmethod
@@ -156,12 +159,18 @@ class TransformersBackend:
                 out[i] = ll
         return out  # type: ignore[return-value]
 
+    def _project(self, hidden):
+        """Vocabulary logits (float32) for selected hidden states, as the model's head computes
+        them (with final-logit soft-capping where the config has it, e.g. Gemma 2)."""
+        logits = self.model.lm_head(hidden).float()
+        cap = getattr(self.model.config, "final_logit_softcapping", None)
+        return self._torch.tanh(logits / cap) * cap if cap else logits
+
     def _score_group(self, ctx: list[int], conts: list[list[int]]) -> list[Loglik]:
         """Score continuations of one context: one context pass, one batched pass for the rest."""
         torch, dev = self._torch, self.device
         with torch.inference_mode():
             res = self.model.model(input_ids=torch.tensor([ctx], device=dev), use_cache=True)
-            first = torch.log_softmax(self.model.lm_head(res.last_hidden_state[0, -1]).float(), -1)
             self.stats["forward_tokens"] += len(ctx)
             hid = None
             width = max(len(c) for c in conts) - 1
@@ -180,15 +189,22 @@ class TransformersBackend:
                                        position_ids=pos.to(dev), past_key_values=cache,
                                        use_cache=True).last_hidden_state
                 self.stats["forward_tokens"] += sum(len(c) - 1 for c in conts)
+            # one vocabulary projection for every scored position (the projection matrix is
+            # read from memory once, not once per option: it is 0.5-0.7 GB for Qwen/Gemma)
+            first_h = res.last_hidden_state[0, -1:]
+            rows_h = [hid[row, :len(c) - 1] for row, c in enumerate(conts) if len(c) > 1]
+            logp = torch.log_softmax(self._project(torch.cat([first_h, *rows_h])), -1)
+            first, at = logp[0], 1
             out = []
-            for row, c in enumerate(conts):
+            for c in conts:
                 lp = [float(first[c[0]])]
                 greedy = int(first.argmax()) == c[0]
                 if len(c) > 1:
-                    logp = torch.log_softmax(self.model.lm_head(hid[row, :len(c) - 1]).float(), -1)
+                    block = logp[at:at + len(c) - 1]
+                    at += len(c) - 1
                     target = torch.tensor(c[1:], device=dev)
-                    lp += logp.gather(1, target[:, None])[:, 0].tolist()
-                    greedy = greedy and bool((logp.argmax(-1) == target).all())
+                    lp += block.gather(1, target[:, None])[:, 0].tolist()
+                    greedy = greedy and bool((block.argmax(-1) == target).all())
                 out.append(Loglik(sum(lp), lp, greedy))
         return out
 
@@ -235,16 +251,12 @@ class TransformersBackend:
         self.stats["forward_tokens"] += int(mask.sum())
         new = res.sequences[:, width:].cpu()
         logp = torch.log_softmax(torch.stack(res.logits, 1).float(), -1).cpu()  # (B, T, V)
-        eos = set(np.atleast_1d(self.model.generation_config.eos_token_id or []).tolist())
-        eos.add(self.tok.eos_token_id)
         return [self._finish(new[b], logp[b], reqs[b]) for b in range(len(seqs))]
 
     def _finish(self, new, logp, req: GenRequest) -> Generation:
         ids, reason = [], "length"
         for t in new.tolist()[:req.max_new_tokens]:
-            if t in (self.model.generation_config.eos_token_id, self.tok.eos_token_id) or (
-                    isinstance(self.model.generation_config.eos_token_id, list)
-                    and t in self.model.generation_config.eos_token_id):
+            if t in self.eos_ids:
                 reason = "eos"
                 break
             ids.append(t)

@@ -69,6 +69,17 @@ def cmd_accuracy(args) -> int:
         with open(args.markdown, "w") as fh:
             fh.write(report.accuracy_markdown(table))
         print(f"wrote {args.markdown}")
+    if args.gaps:
+        llms = [m for m in args.model if models.get_spec(m).role == "llm"]
+        slms = [m for m in args.model if models.get_spec(m).role == "slm"]
+        if len(llms) != 1 or not slms:
+            print("routelib: error: --gaps needs exactly one LLM and at least one SLM among "
+                  "--model", file=sys.stderr)
+            return 2
+        gaps = report.tier_gaps(llms[0], slms, limit=args.limit or None, split=args.split)
+        with open(args.gaps, "w") as fh:
+            fh.write(report.tier_gaps_markdown(gaps))
+        print(f"wrote {args.gaps}")
     return 0
 
 
@@ -130,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="registered model(s); default: the three embedded models")
     _add_common(a)
     a.add_argument("--markdown", help="also write the table as markdown to this file")
+    a.add_argument("--gaps", help="also write LLM-minus-SLM accuracy per dataset (paired, "
+                                  "McNemar test) as markdown to this file")
     a.set_defaults(func=cmd_accuracy)
 
     s = sub.add_parser("select", help="choose prompt style and scoring per model on train/dev "

@@ -99,3 +99,17 @@ def tier_gaps(llm: str, slms, datasets=None, limit: int | None = 100,
 
 def _no_backend():
     raise runs.RunError("answers missing from the cache; run `python -m routelib accuracy` first")
+
+
+def tier_gaps_markdown(gaps: pd.DataFrame) -> str:
+    """LLM minus SLM accuracy per dataset (percentage points), McNemar p in brackets."""
+    slms = list(dict.fromkeys(gaps["slm"]))
+    lines = ["| dataset | N | " + " | ".join(f"{gaps['llm'].iloc[0]} - {s}" for s in slms) +
+             " | routing can help |", "|---|---|" + "---|" * len(slms) + "---|"]
+    for ds, sub in gaps.groupby("dataset", sort=False):
+        sub = sub.set_index("slm")
+        cells = [f"{100 * sub.at[s, 'gap']:+.1f} (p={sub.at[s, 'p_mcnemar']:.2g})" for s in slms]
+        helps = [s for s in slms if sub.at[s, "gap"] > 0 and sub.at[s, "p_mcnemar"] < 0.05]
+        verdict = ", ".join(helps) if helps else "no significant gain"
+        lines.append(f"| {ds} | {int(sub['n'].iloc[0])} | " + " | ".join(cells) + f" | {verdict} |")
+    return "\n".join(lines) + "\n"

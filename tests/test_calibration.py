@@ -1,0 +1,203 @@
+"""routelib.calibration: Algorithm 1's stratified sample, threshold transfer and its errors."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from routelib import calibration as cal
+from routelib import routing
+from routelib.config import SEED
+
+# hand-made pool over [0, 3] with 3 bins [0,1) [1,2) [2,3]: 25, 15 and 4 items
+BIN_VALUES = [np.linspace(0, 0.96, 25), 1 + np.linspace(0, 0.9, 15), [2.2, 2.5, 2.8, 3.0]]
+
+
+def _pool(values=BIN_VALUES, dataset="d"):
+    conf = np.concatenate([np.asarray(v, float) for v in values])
+    return pd.DataFrame({"slm": "s", "method": "m", "dataset": dataset,
+                         "item_id": [f"{dataset}{i:03d}" for i in range(len(conf))],
+                         "confidence": conf, "correct": True})
+
+
+def _tables(means: dict[str, float], n: int = 5000, seed: int = SEED):
+    """Confidence ~ N(mean of the dataset, 1); SLM right w.p. sigmoid(confidence); LLM 80%."""
+    rng = np.random.default_rng(seed)
+    conf_parts, llm_parts = [], []
+    for ds, mu in means.items():
+        c = rng.normal(mu, 1.0, n)
+        ids = [f"{ds}-{i}" for i in range(n)]
+        conf_parts.append(pd.DataFrame({"slm": "s", "dataset": ds, "item_id": ids, "method": "m",
+                                        "confidence": c,
+                                        "correct": rng.random(n) < 1 / (1 + np.exp(-c))}))
+        llm_parts.append(pd.DataFrame({"llm": "L", "dataset": ds, "item_id": ids,
+                                       "correct": rng.random(n) < 0.8}))
+    return pd.concat(conf_parts, ignore_index=True), pd.concat(llm_parts, ignore_index=True)
+
+
+# ---- Algorithm 1 ---------------------------------------------------------------------------
+def test_bins_take_round_half_up_of_ten_percent_and_no_minimum_by_default():
+    c = cal.build_calibration_set(_pool(), n_bins=3)
+    assert c.groupby("bin").size().to_dict() == {0: 3, 1: 2}      # 2.5 -> 3, 1.5 -> 2, 0.4 -> 0
+    meta = c.attrs["calibration"]
+    assert meta["bin_counts"] == [25, 15, 4] and meta["sampled_counts"] == [3, 2, 0]
+    assert meta["empty_sampled_bins"] == 1
+    assert ((c["confidence"] >= c["bin"]) & (c["confidence"] < c["bin"] + 1)).all()
+    assert not c["item_id"].duplicated().any()
+    with_min = cal.build_calibration_set(_pool(), n_bins=3, min_per_bin=1)
+    assert with_min.groupby("bin").size().to_dict() == {0: 3, 1: 2, 2: 1}
+
+
+def test_the_maximum_falls_in_the_last_bin_and_a_constant_pool_in_bin_zero():
+    edges = cal.bin_edges([0.0, 3.0], 3)
+    assert cal.assign_bins([0.0, 0.999, 1.0, 2.5, 3.0], edges).tolist() == [0, 0, 1, 2, 2]
+    c = cal.build_calibration_set(_pool([np.full(20, 0.4)]), n_bins=30)
+    assert c["bin"].tolist() == [0, 0]
+
+
+def test_default_thirty_bins_match_numpy_histogram_counts():
+    pool = _pool([np.random.default_rng(SEED).beta(2, 5, 3000)])
+    c = cal.build_calibration_set(pool)
+    counts = np.histogram(pool["confidence"], bins=30)[0]
+    expected = [routing.round_half_up(0.1 * n) for n in counts]
+    assert c.attrs["calibration"]["sampled_counts"] == expected
+    assert len(c) == sum(expected)
+
+
+def test_sampling_is_deterministic_in_the_seed_and_ignores_row_order():
+    pool = _pool([np.random.default_rng(SEED).random(2000)])
+    a = cal.build_calibration_set(pool, seed=SEED)
+    b = cal.build_calibration_set(pool.sample(frac=1, random_state=1), seed=SEED)
+    pd.testing.assert_frame_equal(a, b)
+    other = cal.build_calibration_set(pool, seed=SEED + 1)
+    assert set(other["item_id"]) != set(a["item_id"])
+
+
+def test_one_slm_and_method_per_calibration_set():
+    pool = pd.concat([_pool(), _pool().assign(method="other")])
+    with pytest.raises(cal.CalibrationError, match="one method"):
+        cal.build_calibration_set(pool)
+    with pytest.raises(cal.CalibrationError, match="finite"):
+        cal.build_calibration_set(_pool([[0.1, math.inf]]))
+    with pytest.raises(cal.CalibrationError, match="no item was drawn"):
+        cal.build_calibration_set(_pool([[0.1, 0.2, 0.3]]))        # 30 bins of <= 1 item
+
+
+def test_thresholds_from_calibration_use_the_routing_quantile_rule():
+    t = cal.thresholds_from_calibration([0.4, 0.1, 0.3, 0.2], [0.0, 0.5, 0.25, 1.0])
+    assert t.tolist() == pytest.approx([-math.inf, 0.25, 0.15, math.inf])   # k = 0, 2, 1, 4
+    frame = pd.DataFrame({"confidence": [0.4, 0.1, 0.3, 0.2]})
+    assert cal.thresholds_from_calibration(frame, [0.5]).tolist() == pytest.approx([0.25])
+
+
+# ---- transfer ------------------------------------------------------------------------------
+def test_a_calibration_set_from_the_targets_own_distribution_transfers_its_ratios():
+    conf, llm = _tables({"a": 0.0, "b": 0.0, "c": 0.0})
+    res = pd.concat([cal.transfer(conf, llm, "s", "m", "c", strategy=s) for s in cal.STRATEGIES])
+    assert list(res.columns) == list(cal.TRANSFER_COLUMNS)
+    err = cal.transfer_errors(res).set_index("strategy")
+    # the calibration set holds ~1000 items: quantile sd <= 0.016, plus the target's 0.007
+    assert (err["mean_abs_ratio_error"] < 0.03).all()
+    assert (err["mean_abs_accuracy_gap"] < 0.03).all()
+    exact = res[res["ratio"].isin([0.0, 1.0])]
+    assert (exact["realized_ratio"] == exact["ratio"]).all()
+    gt = routing.accuracy_curve(*_target_arrays(conf, llm, "c"))["accuracy"].to_numpy()
+    assert (res[res.strategy == "pooled"]["ground_truth_accuracy"].to_numpy() == gt).all()
+
+
+def _target_arrays(conf, llm, target):
+    c = conf[conf.dataset == target].sort_values("item_id")
+    g = llm[llm.dataset == target].sort_values("item_id")
+    return c["correct"].to_numpy(), g["correct"].to_numpy(), c["confidence"].to_numpy()
+
+
+def test_a_shifted_target_breaks_pooled_and_calibration_thresholds():
+    # the paper's concern: d's confidences sit one sd above a, b, c's
+    conf, llm = _tables({"a": 0.0, "b": 0.0, "c": 0.0, "d": 1.0, "e": 1.0}, n=3000)
+    res = pd.concat([cal.transfer(conf, llm, "s", "m", "d", strategy=s, runs=1)
+                     for s in ("calibration", "pooled")]
+                    + [cal.transfer(conf, llm, "s", "m", "d", strategy="single", source="e")])
+    err = cal.transfer_errors(res).set_index("strategy")
+    assert err.loc["pooled", "mean_abs_ratio_error"] > 0.15
+    assert err.loc["calibration", "mean_abs_ratio_error"] > 0.15
+    assert err.loc["single", "mean_abs_ratio_error"] < 0.03      # a source like the target
+    assert err.loc["pooled", "mean_accuracy_gap"] < -0.01         # and it costs accuracy
+    mid = res[(res.strategy == "pooled") & (res.ratio == 0.5)]
+    assert mid["realized_ratio"].iloc[0] < 0.35                   # routes too little
+
+
+def test_calibration_runs_average_over_seeds_seed_plus_i():
+    conf, llm = _tables({"a": 0.0, "b": 0.5, "c": 0.0}, n=1000)
+    ratios = [0.0, 0.3, 0.6, 1.0]
+    res = cal.transfer(conf, llm, "s", "m", "c", ratios=ratios, runs=3, seed=7)
+    assert (res["n_repeats"] == 3).all() and res["source"].iloc[0] == "a,b"
+    target = conf[conf.dataset == "c"]
+    realized = [[routing.apply_threshold(target["confidence"], t).mean()
+                 for t in cal.thresholds_from_calibration(
+                     cal.build_calibration_set(conf[conf.dataset != "c"], seed=s), ratios)]
+                for s in (7, 8, 9)]
+    assert res["realized_ratio"].to_numpy() == pytest.approx(np.mean(realized, axis=0))
+    assert res["ratio_error"].to_numpy() == \
+        pytest.approx(np.abs(np.array(realized) - ratios).mean(axis=0))
+
+
+def test_single_without_source_averages_over_each_other_dataset():
+    conf, llm = _tables({"a": 0.0, "b": 1.0, "c": 0.0}, n=1000)
+    both = cal.transfer(conf, llm, "s", "m", "c", strategy="single")
+    each = [cal.transfer(conf, llm, "s", "m", "c", strategy="single", source=s) for s in "ab"]
+    assert (both["n_repeats"] == 2).all() and both["source"].iloc[0] == "a,b"
+    for col in ("realized_ratio", "ratio_error", "accuracy"):
+        assert both[col].to_numpy() == pytest.approx((each[0][col] + each[1][col]).to_numpy() / 2)
+
+
+def test_transfer_errors_say_what_is_wrong():
+    conf, llm = _tables({"a": 0.0, "b": 0.0}, n=50)
+    with pytest.raises(cal.CalibrationError, match="target dataset 'zz'"):
+        cal.transfer(conf, llm, "s", "m", "zz")
+    with pytest.raises(cal.CalibrationError, match="must differ from the target"):
+        cal.transfer(conf, llm, "s", "m", "a", strategy="single", source="a")
+    with pytest.raises(cal.CalibrationError, match="strategy 'best'"):
+        cal.transfer(conf, llm, "s", "m", "a", strategy="best")
+    two = pd.concat([llm, llm.assign(llm="M")])
+    with pytest.raises(cal.CalibrationError, match="name one with llm="):
+        cal.transfer(conf, two, "s", "m", "a")
+    with pytest.raises(routing.RoutingError, match=r"no correctness for 1 of 50"):
+        cal.transfer(conf, llm[llm.item_id != "a-3"], "s", "m", "a")
+
+
+def test_transfer_errors_hand_values_leave_out_the_endpoints():
+    rows = []
+    for target, errs, accs in (("x", [0.0, 0.1, 0.3, 0.0], [0.5, 0.6, 0.7, 0.8]),
+                               ("y", [0.0, 0.2, 0.2, 0.0], [0.5, 0.9, 0.9, 0.8])):
+        for r, e, a in zip([0.0, 0.3, 0.6, 1.0], errs, accs):
+            rows.append(("s", "L", "m", target, "pooled", "o", r, r, e, a, 0.7, 1))
+    res = pd.DataFrame(rows, columns=list(cal.TRANSFER_COLUMNS))
+    out = cal.transfer_errors(res)
+    assert list(out.columns) == list(cal.ERROR_COLUMNS)
+    out = out.set_index("target")
+    assert out.loc["x", "mean_abs_ratio_error"] == pytest.approx(0.2)
+    assert out.loc["x", "max_abs_ratio_error"] == pytest.approx(0.3)
+    assert out.loc["x", "mean_accuracy_gap"] == pytest.approx(-0.05)       # (-.1 + 0) / 2
+    assert out.loc["x", "mean_abs_accuracy_gap"] == pytest.approx(0.05)
+    assert out.loc["y", "mean_accuracy_gap"] == pytest.approx(0.2)
+    full = cal.transfer_errors(res, include_endpoints=True).set_index("target")
+    assert full.loc["x", "mean_abs_ratio_error"] == pytest.approx(0.1)
+
+
+# ---- export --------------------------------------------------------------------------------
+def test_export_writes_the_csv_and_a_readme_with_the_parameters(tmp_path):
+    pool = pd.concat([_pool(dataset="p"), _pool(dataset="q")], ignore_index=True)
+    c = cal.build_calibration_set(pool, n_bins=3, seed=SEED)
+    path = cal.export_calibration_set(c, tmp_path / "cal")
+    back = pd.read_csv(path)
+    assert list(back.columns) == ["slm", "method", "dataset", "item_id", "confidence", "bin"]
+    assert back["item_id"].tolist() == c["item_id"].tolist() and len(back) == 9   # bins 50, 30, 8
+    readme = (tmp_path / "cal" / "README.md").read_text()
+    for text in ("Algorithm 1", "3 equal-width bins", "0.1 x bin size", "seed=50",
+                 "p (44), q (44)", "items: 9", "UQ method: m"):
+        assert text in readme
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(cal.CalibrationError, match="pass a directory"):
+        cal.export_calibration_set(c, tmp_path / "file")
