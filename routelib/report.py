@@ -36,7 +36,9 @@ def accuracy_table(model_names=None, datasets=None, limit: int | None = 100, spl
             rows.append({"model": model, "dataset": ds, "group": _group(ds), "n": n,
                          "accuracy": k / n if n else math.nan, "ci_low": lo, "ci_high": hi,
                          "config": cfg.style + ("-chat" if cfg.chat else ""),
-                         "items_per_s": t["items"] / t["seconds"] if t["seconds"] else math.nan})
+                         "items_per_s": t["items"] / t["seconds"] if t["seconds"] else math.nan,
+                         "tokens_per_s": (t.get("forward_tokens", 0) + t.get("generated_tokens", 0))
+                         / t["seconds"] if t["seconds"] else math.nan})
     return pd.DataFrame(rows)
 
 
