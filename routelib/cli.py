@@ -86,7 +86,8 @@ def cmd_accuracy(args) -> int:
 def cmd_select(args) -> int:
     import pandas as pd
     from . import selection
-    res = pd.concat([selection.run_selection(m) for m in args.model], ignore_index=True)
+    res = pd.concat([selection.run_selection(m, max_items=args.max_items) for m in args.model],
+                    ignore_index=True)
     print(res.to_string())
     print(selection.choose(res).to_string())
     if args.markdown:
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("select", help="choose prompt style and scoring per model on train/dev "
                                       "splits (see routelib.selection)")
     s.add_argument("--model", nargs="+", default=["smollm2-135m"], help="registered model(s)")
+    s.add_argument("--max-items", type=int, default=None,
+                   help="cap on items per selection dataset (default: routelib.selection."
+                        "SELECTION_LIMITS: 50 MCQ/true-false, 30 math/CoQA)")
     s.add_argument("--markdown", help="also write the comparison as markdown to this file")
     s.set_defaults(func=cmd_select)
 

@@ -38,14 +38,19 @@ def candidates(group: str, chat_model: bool) -> list[AnswerConfig]:
     return out
 
 
-def run_selection(model: str, groups=GROUPS, backend=None, progress: bool = True) -> pd.DataFrame:
-    """Accuracy of every candidate on every selection dataset; one row per (group, config, dataset)."""
+def run_selection(model: str, groups=GROUPS, backend=None, progress: bool = True,
+                  max_items: int | None = None) -> pd.DataFrame:
+    """Accuracy of every candidate on every selection dataset; one row per (group, config, dataset).
+
+    ``max_items`` caps :data:`SELECTION_LIMITS` (items per dataset), for slow models.
+    """
     spec = models.get_spec(model)
     rows = []
     for group in groups:
         for cfg in candidates(group, spec.chat):
             for ds in SELECTION_DATASETS[group]:
-                df = runs.generate(model, ds, "train", limit=SELECTION_LIMITS[group], cfg=cfg,
+                limit = min(SELECTION_LIMITS[group], max_items or SELECTION_LIMITS[group])
+                df = runs.generate(model, ds, "train", limit=limit, cfg=cfg,
                                    backend=backend, progress=progress)
                 rows.append({"model": model, "group": group, "style": cfg.style,
                              "chat": cfg.chat, "dataset": ds, "n": len(df),
