@@ -52,7 +52,12 @@ DEFAULT_CONFIGS: dict[str, AnswerConfig] = {
 
 # Per model and group, the configuration chosen on train/dev splits only by
 # ``python -m routelib select`` (routelib.selection; results in docs/accuracy.md).
-SELECTED: dict[str, dict[str, AnswerConfig]] = {}
+SELECTED: dict[str, dict[str, AnswerConfig]] = {
+    "smollm2-135m": {"mcq": AnswerConfig("options"), "true_false": AnswerConfig("letters"),
+                     "math": AnswerConfig("generate"), "conversational": AnswerConfig("generate")},
+    "gemma3-270m": {"mcq": AnswerConfig("options"), "true_false": AnswerConfig("options"),
+                    "math": AnswerConfig("generate"), "conversational": AnswerConfig("generate")},
+}
 
 
 def answer_group(dataset: str) -> str:
