@@ -68,6 +68,8 @@ def cmd_accuracy(args) -> int:
     if args.markdown:
         with open(args.markdown, "w") as fh:
             fh.write(report.accuracy_markdown(table))
+            fh.write("\nThroughput while answering (items/s, and prompt + generated tokens/s):\n\n")
+            fh.write(report.throughput_markdown(table))
         print(f"wrote {args.markdown}")
     if args.gaps:
         llms = [m for m in args.model if models.get_spec(m).role == "llm"]

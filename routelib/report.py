@@ -115,3 +115,16 @@ def tier_gaps_markdown(gaps: pd.DataFrame) -> str:
         verdict = ", ".join(helps) if helps else "no significant gain"
         lines.append(f"| {ds} | {int(sub['n'].iloc[0])} | " + " | ".join(cells) + f" | {verdict} |")
     return "\n".join(lines) + "\n"
+
+
+def throughput_markdown(table: pd.DataFrame) -> str:
+    """Items/s and tokens/s (prompt + generated) per model and dataset, from run timings."""
+    cols = list(dict.fromkeys(table["model"]))
+    lines = ["| dataset | config | " + " | ".join(f"{m} items/s (tok/s)" for m in cols) + " |",
+             "|---|---|" + "---|" * len(cols)]
+    for ds in dict.fromkeys(table["dataset"]):
+        sub = table[table["dataset"] == ds].set_index("model")
+        cfgs = "/".join(dict.fromkeys(sub["config"]))
+        cells = [f"{sub.at[m, 'items_per_s']:.2f} ({sub.at[m, 'tokens_per_s']:.0f})" for m in cols]
+        lines.append(f"| {ds} | {cfgs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

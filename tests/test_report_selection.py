@@ -81,3 +81,28 @@ def test_tier_gaps_pairs_items_and_reads_only_the_cache(use_data_dir, monkeypatc
     assert gaps.p_mcnemar == pytest.approx(1.0)
     with pytest.raises(runs.RunError, match="missing from the cache"):
         report.tier_gaps("nobody", ["small"], datasets=["gsm8k"])
+
+
+def test_accuracy_and_throughput_markdown_from_a_table():
+    table = pd.DataFrame([
+        dict(model="s", dataset="gsm8k", group="math", n=100, accuracy=0.10, ci_low=0.055,
+             ci_high=0.174, config="generate", items_per_s=1.5, tokens_per_s=120.0),
+        dict(model="l", dataset="gsm8k", group="math", n=100, accuracy=0.30, ci_low=0.219,
+             ci_high=0.396, config="generate-chat", items_per_s=0.5, tokens_per_s=60.4),
+    ])
+    md = report.accuracy_markdown(table)
+    assert "| gsm8k | 100 | 10.0% [6, 17] | 30.0% [22, 40] | l |" in md
+    tp = report.throughput_markdown(table)
+    assert "| gsm8k | generate/generate-chat | 1.50 (120) | 0.50 (60) |" in tp
+
+
+def test_tier_gaps_markdown_verdicts():
+    gaps = pd.DataFrame([
+        dict(dataset="a", slm="s1", llm="L", n=100, gap=0.20, p_mcnemar=0.001),
+        dict(dataset="a", slm="s2", llm="L", n=100, gap=0.05, p_mcnemar=0.30),
+        dict(dataset="b", slm="s1", llm="L", n=100, gap=-0.10, p_mcnemar=0.01),
+        dict(dataset="b", slm="s2", llm="L", n=100, gap=0.0, p_mcnemar=1.0),
+    ])
+    md = report.tier_gaps_markdown(gaps)
+    assert "| a | 100 | +20.0 (p=0.001) | +5.0 (p=0.3) | s1 |" in md
+    assert "| b | 100 | -10.0 (p=0.01) | +0.0 (p=1) | no significant gain |" in md
