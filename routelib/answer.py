@@ -57,6 +57,10 @@ SELECTED: dict[str, dict[str, AnswerConfig]] = {
                      "math": AnswerConfig("generate"), "conversational": AnswerConfig("generate")},
     "gemma3-270m": {"mcq": AnswerConfig("options"), "true_false": AnswerConfig("options"),
                     "math": AnswerConfig("generate"), "conversational": AnswerConfig("generate")},
+    "qwen2.5-coder-0.5b": {"mcq": AnswerConfig("options", chat=True),
+                           "true_false": AnswerConfig("options", chat=True),
+                           "math": AnswerConfig("generate", chat=True),
+                           "conversational": AnswerConfig("generate")},
 }
 
 
