@@ -1,0 +1,54 @@
+"""The numbers in docs/ are recomputed from the committed cache (no model is loaded)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from routelib import models, report
+
+ROOT = Path(__file__).resolve().parents[1]
+REAL_DATA = os.environ.get("ROUTELIB_DATA_DIR")
+pytestmark = pytest.mark.skipif(not REAL_DATA, reason="needs ROUTELIB_DATA_DIR (the Makefile sets it)")
+
+
+@pytest.fixture
+def repo_cache(monkeypatch):
+    monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(ROOT / "data_cache"))
+    monkeypatch.setenv("ROUTELIB_DATA_DIR", REAL_DATA)
+
+
+def test_accuracy_table_in_docs_matches_the_cache(repo_cache):
+    table = report.accuracy_table(models.EMBEDDED, limit=100,
+                                  backend_factory=lambda m: report._no_backend)
+    assert len(table) == 3 * 14 and set(table["n"]) == {100}
+    committed = (ROOT / "docs" / "accuracy_table.md").read_text()
+    assert committed.startswith(report.accuracy_markdown(table))
+    page = (ROOT / "docs" / "accuracy.md").read_text()
+    assert report.accuracy_markdown(table) in page
+    means = table.groupby("model")["accuracy"].mean()
+    assert (f"SmolLM2-135M {100 * means['smollm2-135m']:.1f}%, Gemma-3-270M "
+            f"{100 * means['gemma3-270m']:.1f}%, Qwen2.5-Coder-0.5B "
+            f"{100 * means['qwen2.5-coder-0.5b']:.1f}%") in page
+
+
+def test_tier_gaps_in_docs_match_the_cache(repo_cache):
+    gaps = report.tier_gaps("qwen2.5-coder-0.5b", ["smollm2-135m", "gemma3-270m"])
+    md = report.tier_gaps_markdown(gaps)
+    assert (ROOT / "docs" / "tier_gaps.md").read_text() == md
+    assert md in (ROOT / "docs" / "accuracy.md").read_text()
+
+
+def test_answer_style_selection_in_docs_matches_the_cache(repo_cache):
+    import pandas as pd
+    from routelib import answer, selection
+    small = pd.concat([selection.run_selection(m, backend=report._no_backend, progress=False)
+                       for m in ("smollm2-135m", "gemma3-270m")], ignore_index=True)
+    qwen = selection.run_selection("qwen2.5-coder-0.5b", backend=report._no_backend,
+                                   progress=False, max_items=20)
+    assert (ROOT / "docs" / "selection_small.md").read_text() == selection.selection_markdown(small)
+    assert (ROOT / "docs" / "selection_qwen.md").read_text() == selection.selection_markdown(qwen)
+    # the configurations routelib uses by default are the winners
+    for row in selection.choose(pd.concat([small, qwen])).itertuples():
+        assert answer.SELECTED[row.model][row.group] == answer.AnswerConfig(row.style, row.chat)
