@@ -20,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 
 # main job: answers for every embedded model x dataset (cached ones are reused), then the table
 reproduce: setup
-	$(BIN)/python -m routelib accuracy --model $(MODELS) --limit $(LIMIT) --markdown docs/accuracy_table.md
+	$(BIN)/python -m routelib accuracy --model $(MODELS) --limit $(LIMIT) --markdown docs/accuracy_table.md --gaps docs/tier_gaps.md
 
 select: setup
 	$(BIN)/python -m routelib select --model $(MODELS)
