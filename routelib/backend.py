@@ -172,7 +172,10 @@ class TransformersBackend:
                                             add_generation_prompt=True)
 
     def _encode(self, text: str) -> list[int]:
-        return self.tok(text, add_special_tokens=not self.chat)["input_ids"]
+        """Token ids; the tokenizer's special tokens (e.g. Gemma's or Llama's BOS) are added
+        unless the text already starts with them, as chat-template output does."""
+        bos = self.tok.bos_token
+        return self.tok(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
 
     # -- log-likelihood ----------------------------------------------------------------------
     def _split_tokens(self, r: LoglikRequest) -> tuple[list[int], list[int]]:
