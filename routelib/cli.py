@@ -129,9 +129,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"dataset name(s) or 'all'; known: {', '.join(data.DATASETS)}")
     _add_common(g)
     g.add_argument("--style", default="auto", choices=("auto", "options", "letters", "generate"),
-                   help="how the model answers (default: the per-task-type default, see README)")
+                   help="how the model answers (default 'auto': the configuration chosen for the "
+                        "model on train/dev data, routelib.answer.SELECTED)")
     g.add_argument("--chat", action=argparse.BooleanOptionalAction, default=None,
-                   help="use the model's chat template (default: the style default, plain)")
+                   help="use the model's chat template (default: as chosen for the model with "
+                        "--style auto; plain when --style is given)")
     g.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     g.add_argument("--chunk-size", type=int, default=16,
                    help="items per saved part; an interruption loses at most one chunk")
