@@ -5,7 +5,7 @@ An executable reproduction of Chuang et al. 2025 (arXiv 2502.04428). Modules, on
 ``models`` (model registry, GGUF cache), ``backend`` (batched transformers backend),
 ``fake`` (test backend), ``prompts``, ``grading``, ``answer`` (answer + grade records),
 ``runs`` (resumable cached generation), ``selection`` (prompt/scoring choice on train data),
-``report`` (accuracy tables), ``stats`` (statistic names), ``uq`` (the 8 uncertainty
+``report`` (accuracy tables), ``passes`` (model passes feeding the UQ methods), ``stats`` (statistic names), ``uq`` (the 8 uncertainty
 methods), ``probe`` (trained MLP probes), ``metrics`` (AUROC), ``routing`` (router simulation),
 ``calibration`` (calibration data and threshold transfer), ``distributions`` (confidence
 distribution shift), ``cli``.
