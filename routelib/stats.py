@@ -27,8 +27,9 @@ name (constant)             type / shape, per item       meaning
 ``VERBAL_2S_TEXT``          ``str``                      raw output of the second stage of the
                                                          two-stage verbal prompt (number only)
 ``SAMPLE_TEXTS``            ``list[str]``, length m (5)  answers sampled at temperature 1
-``HIDDEN_STATE``            ``np.ndarray``, ``(d,)``     hidden state at the last prompt token
-                                                         after the 8th-to-last layer
+``HIDDEN_STATE``            ``np.ndarray``, ``(d,)``     hidden state at the last token of
+                                                         prompt + answer, after the 8th-to-last
+                                                         layer (routelib.passes)
 ==========================  ===========================  ==================================
 
 The string values are short and stable: they are keys of cached tables and must not change.
