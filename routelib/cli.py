@@ -18,9 +18,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
                    help="local JSONL directory ($ROUTELIB_DATA_DIR) or the Hugging Face hub")
 
 
-def _answer_config(args, dataset: str):
+def _answer_config(args, model: str, dataset: str):
     from .answer import AnswerConfig, default_config
-    cfg = default_config(dataset, args.model_name)
+    cfg = default_config(dataset, model)
     if args.style != "auto" or args.chat is not None:
         cfg = AnswerConfig(cfg.style if args.style == "auto" else args.style,
                            bool(args.chat), cfg.max_new_tokens)
@@ -47,8 +47,7 @@ def cmd_generate(args) -> int:
     for model in args.model:
         backend = lazy_backend(model, args.batch_size)
         for ds in datasets:
-            args.model_name = model
-            cfg = _answer_config(args, ds)
+            cfg = _answer_config(args, model, ds)
             if args.dry_run:
                 recs = data.load(ds, args.split, limit=args.limit or None, source=args.source)
                 print(f"{model} {ds}: {len(recs)} items, {cfg}")

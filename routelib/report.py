@@ -6,7 +6,7 @@ import math
 import pandas as pd
 
 from . import data, models, runs
-from .answer import default_config
+from .answer import answer_group, default_config
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -33,18 +33,13 @@ def accuracy_table(model_names=None, datasets=None, limit: int | None = 100, spl
             t = runs.throughput(path)
             k, n = int(df["correct"].sum()), len(df)
             lo, hi = wilson(k, n)
-            rows.append({"model": model, "dataset": ds, "group": _group(ds), "n": n,
+            rows.append({"model": model, "dataset": ds, "group": answer_group(ds), "n": n,
                          "accuracy": k / n if n else math.nan, "ci_low": lo, "ci_high": hi,
                          "config": cfg.style + ("-chat" if cfg.chat else ""),
                          "items_per_s": t["items"] / t["seconds"] if t["seconds"] else math.nan,
                          "tokens_per_s": (t.get("forward_tokens", 0) + t.get("generated_tokens", 0))
                          / t["seconds"] if t["seconds"] else math.nan})
     return pd.DataFrame(rows)
-
-
-def _group(ds: str) -> str:
-    from .answer import answer_group
-    return answer_group(ds)
 
 
 def accuracy_markdown(table: pd.DataFrame) -> str:
