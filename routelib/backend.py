@@ -138,6 +138,23 @@ class _StepRecorder:
                 torch.stack(self.top_i, 1).cpu())
 
 
+class _SeededSampler:
+    """A logits processor that samples each row's next token from ``softmax(logits / T)`` with
+    the row's own ``torch.Generator`` and leaves only that token possible, so the (greedy)
+    decoding loop picks it: per-row reproducible sampling in a batch."""
+
+    def __init__(self, generators, temperature: float):
+        self.generators, self.temperature = generators, temperature
+
+    def __call__(self, input_ids, scores):
+        import torch
+        probs = torch.softmax(scores.float() / self.temperature, -1).cpu()
+        out = torch.full_like(scores, float("-inf"))
+        for row, g in enumerate(self.generators):
+            out[row, int(torch.multinomial(probs[row], 1, generator=g))] = 0.0
+        return out
+
+
 class TransformersBackend:
     """A Hugging Face causal LM (from :func:`routelib.models.load`)."""
 
@@ -261,11 +278,64 @@ class TransformersBackend:
             res = self._generate_batch([enc[i] for i in idx], [requests[i] for i in idx])
             for i, g in zip(idx, res):
                 out[i] = [g]
-        for i in sampled:  # one call per request: its samples depend on its own seed only
-            r = requests[i]
-            self._torch.manual_seed(request_seed(r))
-            out[i] = self._generate_batch([self._encode(r.prompt)] * r.n, [r] * r.n)
+        senc = {i: self._encode(requests[i].prompt) for i in sampled}
+        per_batch = max(1, self.batch_size * 4 // max(1, max((requests[i].n for i in sampled),
+                                                              default=1)))
+        for batch in length_batches([len(senc[i]) for i in sampled], per_batch):
+            idx = [sampled[j] for j in batch]
+            res = self._sample_batch([senc[i] for i in idx], [requests[i] for i in idx])
+            for i, gens in zip(idx, res):
+                out[i] = gens
         return out  # type: ignore[return-value]
+
+    def _sample_batch(self, seqs: list[list[int]], reqs: list[GenRequest]) -> list[list[Generation]]:
+        """``n`` samples of each request in one batched call. The prompts run once (left-padded
+        prefill); their key/value cache is repeated ``n`` times for decoding. Each sampled row
+        draws from its own generator (seed: the request's seed and prompt, and the sample's
+        index), so a request gets the same samples whatever else is in the batch (up to float
+        rounding of batched logits)."""
+        torch, dev = self._torch, self.device
+        ns = [r.n for r in reqs]
+        if len(set(ns)) > 1 or len({r.temperature for r in reqs}) > 1:
+            # mixed n / temperature: one call per request
+            return [self._sample_batch([s], [r])[0] for s, r in zip(seqs, reqs)]
+        n, temp = ns[0], reqs[0].temperature
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        for row, s in enumerate(seqs):  # left padding
+            ids[row, width - len(s):] = torch.tensor(s)
+            mask[row, width - len(s):] = 1
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        with torch.inference_mode():
+            pre = self.model.model(input_ids=ids[:, :-1].to(dev),
+                                   attention_mask=mask[:, :-1].to(dev),
+                                   position_ids=pos[:, :-1].to(dev), use_cache=True)
+        self.stats["forward_tokens"] += int(mask[:, :-1].sum())
+        cache = pre.past_key_values
+        cache.batch_repeat_interleave(n)
+        gens = [torch.Generator().manual_seed(request_seed(r) + k) for r in reqs for k in range(n)]
+        rows_reqs = [r for r in reqs for _ in range(n)]
+        stops = sorted({s for r in reqs for s in r.stop})
+        recorder = _StepRecorder(max(r.top_k for r in reqs))
+        kwargs = dict(max_new_tokens=max(r.max_new_tokens for r in reqs), pad_token_id=pad,
+                      return_dict_in_generate=True, past_key_values=cache,
+                      logits_processor=[recorder, _SeededSampler(gens, temp)],
+                      do_sample=False, temperature=None, top_k=None, top_p=None)
+        if stops:
+            kwargs.update(stop_strings=stops, tokenizer=self.tok)
+        self.stats["generate_calls"] += 1
+        big_ids, big_mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+        with torch.inference_mode():
+            res = self.model.generate(input_ids=big_ids.to(dev), attention_mask=big_mask.to(dev),
+                                      **kwargs)
+        self.stats["forward_tokens"] += len(gens)  # the last prompt token of every row
+        new = res.sequences[:, width:].cpu()
+        chosen, top_v, top_i = recorder.result(new)
+        flat = [self._finish(new[b], chosen[b], top_v[b], top_i[b], rows_reqs[b])
+                for b in range(len(gens))]
+        return [flat[i * n:(i + 1) * n] for i in range(len(reqs))]
 
     def _generate_batch(self, seqs: list[list[int]], reqs: list[GenRequest]) -> list[Generation]:
         torch = self._torch

@@ -98,6 +98,34 @@ def cmd_select(args) -> int:
     return 0
 
 
+def cmd_uq(args) -> int:
+    from . import confidence, metrics, uq
+    datasets = data.iter_datasets(args.dataset)
+    methods = list(uq.METHODS) if args.method == ["all"] else args.method
+    for m in methods:
+        if m not in uq.METHODS:
+            print(f"routelib: error: unknown UQ method {m!r}; known: {', '.join(uq.METHODS)}",
+                  file=sys.stderr)
+            return 2
+    for model in args.model:
+        models.get_spec(model)
+    for model in args.model:
+        table = confidence.confidence_table(model, datasets, methods, limit=args.limit or None,
+                                            train_limit=args.train_limit,
+                                            backend=lazy_backend(model, args.batch_size),
+                                            source=args.source)
+        path = confidence.save_table(table, confidence.table_path(model, args.limit or None))
+        print(f"wrote {path} ({len(table)} rows)")
+        auc = metrics.auroc_table(table)
+        print(auc.pivot(index="dataset", columns="method", values="auroc")
+              .reindex(columns=methods).round(3).to_string())
+        disc = confidence.discard_summary(table)
+        if len(disc):
+            print("discarded items (no usable confidence):")
+            print(disc.to_string(index=False))
+    return 0
+
+
 def cmd_models(args) -> int:
     for name, s in models.MODELS.items():
         where = "embedded GGUF" if s.embedded else s.hub_id
@@ -157,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
                         "SELECTION_LIMITS: 50 MCQ/true-false, 30 math/CoQA)")
     s.add_argument("--markdown", help="also write the comparison as markdown to this file")
     s.set_defaults(func=cmd_select)
+
+    u = sub.add_parser("uq", help="per-item confidence of UQ methods and AUROC (cached passes)",
+                       description="Answer items (cached), run the model passes the UQ methods "
+                                   "need (each once per item, cached under "
+                                   "$ROUTELIB_CACHE_DIR/stats/), and save the tidy confidence "
+                                   "table to $ROUTELIB_CACHE_DIR/confidence/<model>__n<limit>."
+                                   "parquet. Interrupted runs resume.")
+    u.add_argument("--model", nargs="+", default=["smollm2-135m"], help="registered SLM(s)")
+    u.add_argument("--dataset", nargs="+", default=["all"],
+                   help=f"dataset name(s) or 'all'; known: {', '.join(data.DATASETS)}")
+    u.add_argument("--method", nargs="+", default=["all"],
+                   help="UQ method(s) or 'all' (see routelib.uq.METHODS)")
+    _add_common(u)
+    u.add_argument("--train-limit", type=int, default=100,
+                   help="train-split items per dataset for the probes (default 100)")
+    u.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
+    u.set_defaults(func=cmd_uq)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list datasets and splits").set_defaults(func=cmd_datasets)

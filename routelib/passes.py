@@ -28,7 +28,8 @@ response. ``<question>``: context (if any), ``Question: {question}``, MCQ ``A. o
 - ``VERBAL_2S_FOLLOWUP = "\nHow confident are you that the proposed answer is correct? Give a
   percentage between 0 and 100%.\nConfidence:"``
 
-Chat backends (``backend.render_chat(...)`` not ``None``): p(True) and two-stage prompts are one
+Chat format (the backend has a chat template and the answer row used it; a plain-format answer
+gets plain follow-ups): p(True) and two-stage prompts are one
 user message ``<question>\nProposed answer: {response}\n`` + the follow-up's question line
 (without its trailing ``Answer:`` / ``Confidence:``); p(True) then scores ``True`` / ``False``
 without a leading space (as :mod:`routelib.prompts` does). One-stage: the user message is
@@ -65,8 +66,9 @@ def _is_choice(row) -> bool:
     return s is not None and not (isinstance(s, float) and math.isnan(s))
 
 
-def _chat(backend) -> bool:
-    return backend.render_chat("x") is not None
+def _chat(backend, row=None) -> bool:
+    """Follow-ups use the chat format when the backend has one and the answer used it."""
+    return backend.render_chat("x") is not None and (row is None or bool(row.get("chat")))
 
 
 def _question(record) -> str:
@@ -85,7 +87,7 @@ def _answered(row) -> str:
 def _followup(backend, record, row, followup: str) -> str:
     """Plain: answered prompt + follow-up. Chat: one user message with question, proposed
     answer and the follow-up's question line."""
-    if not _chat(backend):
+    if not _chat(backend, row):
         return _answered(row) + followup
     ask = followup.strip().rsplit("\n", 1)[0]
     return backend.render_chat(f"{_question(record)}\nProposed answer: {row['response']}\n{ask}")
@@ -104,10 +106,9 @@ def greedy_pass(backend, records, rows) -> list[dict]:
 
 
 def ptrue_pass(backend, records, rows) -> list[dict]:
-    chat = _chat(backend)
-    conts = tuple(c.lstrip() if chat else c for c in PTRUE_CONTINUATIONS)
-    reqs = [LoglikRequest(_followup(backend, rec, row, PTRUE_FOLLOWUP), c)
-            for rec, row in zip(records, rows) for c in conts]
+    reqs = [LoglikRequest(_followup(backend, rec, row, PTRUE_FOLLOWUP),
+                          c.lstrip() if _chat(backend, row) else c)
+            for rec, row in zip(records, rows) for c in PTRUE_CONTINUATIONS]
     lls = backend.loglikelihood(reqs) if reqs else []
     return [{S.PTRUE_LOGPROBS: (lls[2 * i].logprob, lls[2 * i + 1].logprob)}
             for i in range(len(rows))]
@@ -119,7 +120,8 @@ def _texts(backend, reqs: list[GenRequest]) -> list[list[str]]:
 
 def verbal_1s_pass(backend, records, rows) -> list[dict]:
     bodies = [f"{_question(r)}\n{VERBAL_1S_INSTRUCTION}" for r in records]
-    texts = [backend.render_chat(b) if _chat(backend) else f"{b}\nAnswer:" for b in bodies]
+    texts = [backend.render_chat(b) if _chat(backend, row) else f"{b}\nAnswer:"
+             for b, row in zip(bodies, rows)]
     reqs = [GenRequest(t, max_new_tokens=VERBAL_1S_MAX_TOKENS, stop=("\n\n",)) for t in texts]
     return [{S.VERBAL_1S_TEXT: t} for [t] in _texts(backend, reqs)]
 
@@ -165,6 +167,25 @@ PASS_PROVIDES: dict[str, tuple[str, ...]] = {
     "greedy": (S.GREEDY_TOKEN_LOGPROBS, S.OPTION_LOGPROBS, S.CHOSEN_OPTION, S.IS_MCQ),
     "p_true": (S.PTRUE_LOGPROBS,), "verbal_1s": (S.VERBAL_1S_TEXT,),
     "verbal_2s": (S.VERBAL_2S_TEXT,), "samples": (S.SAMPLE_TEXTS,), "hidden": (S.HIDDEN_STATE,),
+}
+
+# Bump when a pass's prompt or decoding changes in a way PASS_PARAMS does not show: it is part of
+# every cached statistic's key (routelib.statcache).
+PASS_VERSION = 1
+
+# Everything that determines a pass's output besides the model and the answer row; hashed into
+# the cache key of the statistics it produced.
+PASS_PARAMS: dict[str, dict] = {
+    "greedy": {},
+    "p_true": {"followup": PTRUE_FOLLOWUP, "continuations": PTRUE_CONTINUATIONS},
+    "verbal_1s": {"instruction": VERBAL_1S_INSTRUCTION, "max_new_tokens": VERBAL_1S_MAX_TOKENS,
+                  "stop": ["\n\n"]},
+    "verbal_2s": {"followup": VERBAL_2S_FOLLOWUP, "max_new_tokens": VERBAL_2S_MAX_TOKENS,
+                  "stop": ["\n"]},
+    "samples": {"n": S.N_SAMPLES, "temperature": SAMPLE_TEMPERATURE, "seed": SEED,
+                "choice_max_new_tokens": CHOICE_SAMPLE_MAX_TOKENS,
+                "choice_stop": list(CHOICE_SAMPLE_STOP), "sampler": "per-row-generator-v1"},
+    "hidden": {"layer": S.HIDDEN_LAYER, "position": "last token of prompt + answer"},
 }
 
 _PROVIDER = {stat: p for p, names in PASS_PROVIDES.items() for stat in names}

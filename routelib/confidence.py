@@ -1,0 +1,140 @@
+"""The confidence table: per item, per UQ method, the SLM's confidence and whether it was right.
+
+:func:`confidence_table` is the one call behind ``python -m routelib uq``. For each dataset it
+reads (or computes, once, see :mod:`routelib.statcache`) the greedy answers and the statistics
+the methods need, and applies every method of :mod:`routelib.uq`. Columns
+(:data:`CONFIDENCE_COLUMNS`):
+
+- ``slm``, ``model_id``, ``dataset``, ``item_id``, ``method``, ``confidence`` (higher = more
+  confident; NaN when discarded), ``correct`` (bool, the rule-based grade of the greedy answer);
+- ``discarded`` (bool) and ``discard_reason``: verbalized methods whose output holds no usable
+  number (``"no confidence in output"``, the paper discards these items), and probes whose
+  in-domain train subsample has only one class (``"probe train split has one class"``).
+
+Probes. Both read the hidden state after layer -8 at the last token of prompt + greedy answer.
+
+- ``trained_probe``: :class:`routelib.probe.MLPProbe` (lr 5e-4, 20 epochs, seed 50) fitted on
+  the first ``train_limit`` items of the dataset's ``train`` split (the seed-50 subsample of
+  :func:`routelib.data.load`). For datasets without a train split, ``train`` is the fixed 30% of
+  the evaluation file that ``eval`` never contains (:mod:`routelib.data`), so probes never score
+  an item they were trained on.
+- ``ood_probe``: the same, lr 1e-4, fitted on the ``train`` items of every *other* dataset of
+  :data:`routelib.data.DATASETS` (13 for the paper's 14), never the evaluated one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import config, data, probe as P, stats as S, uq
+from .statcache import item_stats
+
+PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
+CONFIDENCE_COLUMNS = ("slm", "model_id", "dataset", "item_id", "method", "confidence",
+                      "correct", "discarded", "discard_reason")
+NO_NUMBER = "no confidence in output"
+ONE_CLASS = "probe train split has one class"
+
+
+def train_features(model: str, datasets: Sequence[str], train_limit: int = PROBE_TRAIN_LIMIT,
+                   backend=None, source: str = "local", progress: bool = True) -> dict:
+    """dataset -> ``(X, y)``: hidden states and correctness of its train-split items."""
+    out = {}
+    for ds in datasets:
+        _, rows, st = item_stats(model, ds, ["trained_probe"], split="train", limit=train_limit,
+                                 backend=backend, source=source, progress=progress)
+        X = np.stack([d[S.HIDDEN_STATE] for d in st]) if st else np.zeros((0, 0), np.float32)
+        out[ds] = (X, rows["correct"].astype(int).to_numpy())
+    return out
+
+
+def _fit(X, y, **kw):
+    if len(np.unique(y)) < 2:
+        return None
+    return P.MLPProbe(**kw).fit(X, y)
+
+
+def confidence_table(model: str, datasets: Sequence[str] | None = None,
+                     methods: Sequence[str] | None = None, limit: int | None = 100,
+                     train_limit: int = PROBE_TRAIN_LIMIT, backend=None, source: str = "local",
+                     progress: bool = True) -> pd.DataFrame:
+    """The tidy confidence table of ``model`` on ``datasets`` (default: all 14) for ``methods``
+    (default: all 8), ``limit`` evaluation items per dataset. Model passes are cached."""
+    datasets = list(datasets or data.DATASETS)
+    methods = list(methods or uq.METHODS)
+    for m in methods:
+        if m not in uq.METHODS:
+            raise KeyError(f"UQ method {m!r} is not known; known: {', '.join(uq.METHODS)}")
+    for ds in datasets:
+        data.spec(ds)
+    if backend is None:
+        from .cli import lazy_backend
+        backend = lazy_backend(model)
+    plain = [m for m in methods if m not in uq.PROBE_METHODS]
+    probes = [m for m in methods if m in uq.PROBE_METHODS]
+    evaluated = {ds: item_stats(model, ds, plain + (["trained_probe"] if probes else []),
+                                limit=limit, backend=backend, source=source,
+                                progress=progress)[1:] for ds in datasets}
+    feats = {}
+    if probes:
+        need = list(data.DATASETS) if "ood_probe" in probes else datasets
+        feats = train_features(model, need, train_limit, backend, source, progress)
+    frames = []
+    for ds in datasets:
+        rows, st = evaluated[ds]
+        if not st:
+            continue
+        base = pd.DataFrame({"slm": model, "model_id": rows["model_id"].to_numpy(),
+                             "dataset": ds, "item_id": rows["item_id"].to_numpy(),
+                             "correct": rows["correct"].astype(bool).to_numpy()})
+        for m in methods:
+            reason = NO_NUMBER
+            if m in plain:
+                conf = uq.make(m).compute(st)
+            else:
+                fitted = (_fit(*feats[ds]) if m == "trained_probe" else
+                          _fit_ood(feats, ds))
+                if fitted is None:
+                    conf, reason = np.full(len(st), np.nan), ONE_CLASS
+                else:
+                    conf = uq.make(m, probe=fitted).compute(st)
+            conf = np.asarray(conf, dtype=float)
+            frame = base.assign(method=m, confidence=conf, discarded=np.isnan(conf))
+            frame["discard_reason"] = np.where(frame["discarded"], reason, "")
+            frames.append(frame)
+    if not frames:
+        return pd.DataFrame(columns=list(CONFIDENCE_COLUMNS))
+    return pd.concat(frames, ignore_index=True)[list(CONFIDENCE_COLUMNS)]
+
+
+def _fit_ood(feats: dict, held_out: str):
+    usable = {k: v for k, v in feats.items() if len(v[1])}
+    y = np.concatenate([v[1] for k, v in usable.items() if k != held_out])
+    if len(np.unique(y)) < 2:
+        return None
+    return P.fit_ood_probe(usable, held_out)
+
+
+def discard_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (slm, dataset, method): items, discarded items and the discard rate (only rows with
+    at least one discard, so nothing dropped goes unreported)."""
+    g = table.groupby(["slm", "dataset", "method"], sort=False)
+    out = g.agg(items=("discarded", "size"), discarded=("discarded", "sum")).reset_index()
+    out["rate"] = out["discarded"] / out["items"]
+    return out[out["discarded"] > 0].reset_index(drop=True)
+
+
+def table_path(model: str, limit: int | None) -> Path:
+    """Where ``python -m routelib uq`` saves a model's table: ``<cache>/confidence/``."""
+    return config.cache_dir() / "confidence" / f"{model}__n{limit or 'all'}.parquet"
+
+
+def save_table(table: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path

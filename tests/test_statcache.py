@@ -1,0 +1,117 @@
+"""routelib.statcache and routelib.confidence with the fake backend: each pass runs once per item,
+a second run makes no model call, a killed run resumes, keys follow the pass parameters."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from routelib import confidence, passes, statcache, stats as S
+from routelib.fake import FakeBackend, FakeCrash
+
+
+def fake(**kw):
+    return FakeBackend(name="fake", **kw)
+
+
+def test_three_greedy_methods_generate_once_then_the_cache_makes_no_call(use_data_dir):
+    be = fake()
+    methods = ["avg_token_prob", "perplexity", "p_true"]
+    _, rows, st = statcache.item_stats("fake", "gsm8k", methods, limit=5, backend=be,
+                                       progress=False)
+    # one generate call (the greedy answers of the 5 items), one p(True) scoring batch
+    assert be.stats["generate_calls"] == 1
+    assert be.calls == {"generate": 5, "loglikelihood": 10}
+    again = fake()
+    _, rows2, st2 = statcache.item_stats("fake", "gsm8k", methods, limit=5, backend=again,
+                                         progress=False)
+    assert sum(again.calls.values()) == 0 and again.stats["generate_calls"] == 0
+    assert [d[S.PTRUE_LOGPROBS] for d in st] == [d[S.PTRUE_LOGPROBS] for d in st2]
+    pd.testing.assert_frame_equal(rows, rows2)
+
+
+def test_adding_a_method_runs_only_its_pass(use_data_dir):
+    statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, backend=fake(), progress=False)
+    be = fake()
+    _, _, st = statcache.item_stats("fake", "gsm8k", ["p_true", "verbal_2s", "trained_probe"],
+                                    limit=5, backend=be, progress=False)
+    assert be.calls == {"generate": 5, "hidden_states": 5}  # verbal_2s replies + hidden states
+    assert all(S.VERBAL_2S_TEXT in d and S.HIDDEN_STATE in d and S.PTRUE_LOGPROBS in d
+               for d in st)
+
+
+def test_hidden_states_round_trip_as_float16(use_data_dir):
+    _, _, st = statcache.item_stats("fake", "gsm8k", ["trained_probe"], limit=3,
+                                    backend=fake(hidden_size=8), progress=False)
+    direct = fake(hidden_size=8)
+    _, rows, _ = statcache.item_stats("fake", "gsm8k", [], limit=3, backend=direct,
+                                      progress=False)
+    h = direct.hidden_states([passes._answered(r) for r in rows.to_dict("records")])
+    got = np.stack([d[S.HIDDEN_STATE] for d in st])
+    assert got.dtype == np.float32 and got.shape == (3, 8)
+    np.testing.assert_allclose(got, h, rtol=1e-3, atol=1e-3)
+
+
+def test_samples_cached_with_their_seed_and_params(use_data_dir, fresh_cache_dir, monkeypatch):
+    _, _, st = statcache.item_stats("fake", "gsm8k", ["jaccard_degree"], limit=2,
+                                    backend=fake(), progress=False)
+    assert all(len(d[S.SAMPLE_TEXTS]) == S.N_SAMPLES for d in st)
+    [folder] = list((fresh_cache_dir / "stats" / "fake" / "gsm8k").glob("*/samples__*"))
+    # another temperature is another cache folder, computed afresh
+    monkeypatch.setitem(passes.PASS_PARAMS, "samples",
+                        {**passes.PASS_PARAMS["samples"], "temperature": 0.5})
+    be = fake()
+    statcache.item_stats("fake", "gsm8k", ["jaccard_degree"], limit=2, backend=be,
+                         progress=False)
+    assert be.calls["generate"] == 2
+    assert len(list(folder.parent.glob("samples__*"))) == 2
+
+
+def test_killed_pass_resumes_to_the_same_statistics(use_data_dir, fresh_cache_dir):
+    statcache.item_stats("fake", "gsm8k", [], limit=5, backend=fake(), progress=False)
+    with pytest.raises(FakeCrash):  # the answers are cached; p(True) dies after 2 chunks
+        statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, backend=fake(fail_after=8),
+                             chunk_size=2, progress=False)
+    [folder] = list((fresh_cache_dir / "stats" / "fake" / "gsm8k").glob("*/p_true__*"))
+    assert len(list(folder.glob("part-*.parquet"))) == 2
+    be = fake()
+    _, _, resumed = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, backend=be,
+                                         chunk_size=2, progress=False)
+    assert be.calls == {"loglikelihood": 2}  # only the fifth item was left
+    import shutil
+    shutil.rmtree(fresh_cache_dir / "stats")
+    _, _, whole = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, backend=fake(),
+                                       progress=False)
+    assert [d[S.PTRUE_LOGPROBS] for d in resumed] == [d[S.PTRUE_LOGPROBS] for d in whole]
+
+
+def test_confidence_table_counts_discards(use_data_dir):
+    # the fake says "The answer is 42." with no number a verbal method could read as confidence
+    table = confidence.confidence_table("fake", ["gsm8k"], ["perplexity", "verbal_2s"], limit=5,
+                                        backend=fake(), progress=False)
+    assert list(table.columns) == list(confidence.CONFIDENCE_COLUMNS)
+    assert len(table) == 10
+    v = table[table["method"] == "verbal_2s"]
+    assert v["discarded"].all() and v["confidence"].isna().all()
+    assert set(v["discard_reason"]) == {confidence.NO_NUMBER}
+    p = table[table["method"] == "perplexity"]
+    assert not p["discarded"].any() and (p["confidence"] > 0).all()
+    summary = confidence.discard_summary(table)
+    assert summary[["method", "items", "discarded", "rate"]].values.tolist() == [
+        ["verbal_2s", 5, 5, 1.0]]
+    # gsm8k answers in the fixture: 18, 3, 42, 42, 7; the fake answers 42
+    assert p["correct"].tolist() == [False, False, True, True, False]
+
+
+def test_verbal_numbers_are_read(use_data_dir):
+    table = confidence.confidence_table(
+        "fake", ["gsm8k"], ["verbal_1s"], limit=5, progress=False,
+        backend=fake(respond=lambda p: "42\nConfidence: 80%" if "Confidence" in p else "42"))
+    assert table["confidence"].tolist() == [0.8] * 5 and not table["discarded"].any()
+
+
+def test_unknown_method_or_dataset_is_refused(use_data_dir):
+    with pytest.raises(KeyError, match="known: avg_token_prob"):
+        confidence.confidence_table("fake", ["gsm8k"], ["entropy"], backend=fake())
+    with pytest.raises(Exception, match="gsm8k"):
+        confidence.confidence_table("fake", ["gsm9k"], ["perplexity"], backend=fake())
