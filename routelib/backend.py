@@ -99,62 +99,6 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-class _StepRecorder:
-    """A logits processor that keeps, per generation step, the log-prob of the token that was
-    chosen and the top-k alternatives, instead of every step's full-vocabulary logits (which is
-    1.6 GB for 16 x 96 steps of Gemma's 262k vocabulary). It sees the logits the sampler sees:
-    the model's raw logits for greedy decoding and for sampling at temperature 1 with no top-k /
-    top-p (the only warpers routelib sets), so log-probs are the model's own."""
-
-    def __init__(self, top_k: int):
-        self.top_k = max(1, top_k)
-        self.pending = None          # log-probs of the last step, waiting for its chosen token
-        self.chosen, self.top_v, self.top_i = [], [], []
-
-    def __call__(self, input_ids, scores):
-        import torch
-        if self.pending is not None:
-            self.chosen.append(self.pending.gather(1, input_ids[:, -1:])[:, 0])
-        logp = torch.log_softmax(scores.float(), -1)
-        v, i = logp.topk(self.top_k, dim=-1)
-        self.top_v.append(v)
-        self.top_i.append(i)
-        self.pending = logp
-        return scores
-
-    def result(self, new_tokens):
-        """(chosen log-probs (B, T), top-k values (B, T, k), top-k ids (B, T, k)) on the CPU."""
-        import torch
-        steps = len(self.top_v)
-        if self.pending is not None and len(self.chosen) < steps:
-            last = new_tokens[:, steps - 1:steps].to(self.pending.device)
-            self.chosen.append(self.pending.gather(1, last)[:, 0])
-        self.pending = None
-        b = new_tokens.shape[0]
-        if not steps:
-            return torch.zeros(b, 0), torch.zeros(b, 0, self.top_k), torch.zeros(
-                b, 0, self.top_k, dtype=torch.long)
-        return (torch.stack(self.chosen, 1).cpu(), torch.stack(self.top_v, 1).cpu(),
-                torch.stack(self.top_i, 1).cpu())
-
-
-class _SeededSampler:
-    """A logits processor that samples each row's next token from ``softmax(logits / T)`` with
-    the row's own ``torch.Generator`` and leaves only that token possible, so the (greedy)
-    decoding loop picks it: per-row reproducible sampling in a batch."""
-
-    def __init__(self, generators, temperature: float):
-        self.generators, self.temperature = generators, temperature
-
-    def __call__(self, input_ids, scores):
-        import torch
-        probs = torch.softmax(scores.float() / self.temperature, -1).cpu()
-        out = torch.full_like(scores, float("-inf"))
-        for row, g in enumerate(self.generators):
-            out[row, int(torch.multinomial(probs[row], 1, generator=g))] = 0.0
-        return out
-
-
 class TransformersBackend:
     """A Hugging Face causal LM (from :func:`routelib.models.load`)."""
 
@@ -269,27 +213,24 @@ class TransformersBackend:
 
     # -- generation --------------------------------------------------------------------------
     def generate(self, requests: Sequence[GenRequest]) -> list[list[Generation]]:
+        """Requests with the same ``n`` and temperature are batched by prompt length (greedy:
+        ``batch_size`` prompts; sampled: about ``4 * batch_size`` rows)."""
         out: list[list[Generation] | None] = [None] * len(requests)
-        greedy = [i for i, r in enumerate(requests) if r.temperature == 0]
-        sampled = [i for i, r in enumerate(requests) if r.temperature > 0]
-        enc = {i: self._encode(requests[i].prompt) for i in greedy}
-        for batch in length_batches([len(enc[i]) for i in greedy], self.batch_size):
-            idx = [greedy[j] for j in batch]
-            res = self._generate_batch([enc[i] for i in idx], [requests[i] for i in idx])
-            for i, g in zip(idx, res):
-                out[i] = [g]
-        senc = {i: self._encode(requests[i].prompt) for i in sampled}
-        per_batch = max(1, self.batch_size * 4 // max(1, max((requests[i].n for i in sampled),
-                                                              default=1)))
-        for batch in length_batches([len(senc[i]) for i in sampled], per_batch):
-            idx = [sampled[j] for j in batch]
-            res = self._sample_batch([senc[i] for i in idx], [requests[i] for i in idx])
-            for i, gens in zip(idx, res):
-                out[i] = gens
+        enc = [self._encode(r.prompt) for r in requests]
+        groups: dict[tuple, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault((r.n, r.temperature), []).append(i)
+        for (n, temp), idxs in groups.items():
+            per_batch = max(1, self.batch_size * 4 // n) if temp > 0 else self.batch_size
+            for batch in length_batches([len(enc[i]) for i in idxs], per_batch):
+                idx = [idxs[j] for j in batch]
+                res = self._sample_batch([enc[i] for i in idx], [requests[i] for i in idx])
+                for i, gens in zip(idx, res):
+                    out[i] = gens
         return out  # type: ignore[return-value]
 
     def _sample_batch(self, seqs: list[list[int]], reqs: list[GenRequest]) -> list[list[Generation]]:
-        """``n`` samples of each request in one batched call. The prompts run once (left-padded
+        """``n`` completions of each request (same ``n`` and temperature) in one batch. The prompts run once (left-padded
         prefill); their key/value cache is repeated ``n`` times for decoding. Each sampled row
         draws from its own generator (seed: the request's seed and prompt, and the sample's
         index), so a request gets the same samples whatever else is in the batch (up to float
@@ -297,10 +238,9 @@ class TransformersBackend:
         torch, dev = self._torch, self.device
         ns = [r.n for r in reqs]
         if len(set(ns)) > 1 or len({r.temperature for r in reqs}) > 1:
-            # mixed n / temperature: one call per request
             return [self._sample_batch([s], [r])[0] for s, r in zip(seqs, reqs)]
         n, temp = ns[0], reqs[0].temperature
-        width = max(len(s) for s in seqs)
+        width = max(2, max(len(s) for s in seqs))  # >= 2: the prefill needs a token
         pad = self.tok.pad_token_id
         ids = torch.full((len(seqs), width), pad, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
@@ -315,80 +255,83 @@ class TransformersBackend:
         self.stats["forward_tokens"] += int(mask[:, :-1].sum())
         cache = pre.past_key_values
         cache.batch_repeat_interleave(n)
-        gens = [torch.Generator().manual_seed(request_seed(r) + k) for r in reqs for k in range(n)]
         rows_reqs = [r for r in reqs for _ in range(n)]
-        stops = sorted({s for r in reqs for s in r.stop})
-        recorder = _StepRecorder(max(r.top_k for r in reqs))
-        kwargs = dict(max_new_tokens=max(r.max_new_tokens for r in reqs), pad_token_id=pad,
-                      return_dict_in_generate=True, past_key_values=cache,
-                      logits_processor=[recorder, _SeededSampler(gens, temp)],
-                      do_sample=False, temperature=None, top_k=None, top_p=None)
-        if stops:
-            kwargs.update(stop_strings=stops, tokenizer=self.tok)
-        self.stats["generate_calls"] += 1
-        big_ids, big_mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
-        with torch.inference_mode():
-            res = self.model.generate(input_ids=big_ids.to(dev), attention_mask=big_mask.to(dev),
-                                      **kwargs)
-        self.stats["forward_tokens"] += len(gens)  # the last prompt token of every row
-        new = res.sequences[:, width:].cpu()
-        chosen, top_v, top_i = recorder.result(new)
-        flat = [self._finish(new[b], chosen[b], top_v[b], top_i[b], rows_reqs[b])
-                for b in range(len(gens))]
+        gens = ([torch.Generator().manual_seed(request_seed(r) + k) for r in reqs
+                 for k in range(n)] if temp > 0 else [None] * len(rows_reqs))
+        flat = self._decode_rows(cache, ids[:, -1].repeat_interleave(n),
+                                 mask.repeat_interleave(n, 0), pos[:, -1].repeat_interleave(n),
+                                 rows_reqs, gens, temp)
         return [flat[i * n:(i + 1) * n] for i in range(len(reqs))]
 
-    def _generate_batch(self, seqs: list[list[int]], reqs: list[GenRequest]) -> list[Generation]:
-        torch = self._torch
-        r0 = reqs[0]
-        width = max(len(s) for s in seqs)
-        pad = self.tok.pad_token_id
-        ids = torch.full((len(seqs), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for row, s in enumerate(seqs):  # left padding
-            ids[row, width - len(s):] = torch.tensor(s)
-            mask[row, width - len(s):] = 1
-        stops = sorted({s for r in reqs for s in r.stop})
-        recorder = _StepRecorder(max(r.top_k for r in reqs))
-        kwargs = dict(max_new_tokens=max(r.max_new_tokens for r in reqs), pad_token_id=pad,
-                      return_dict_in_generate=True, logits_processor=[recorder])
-        if r0.temperature > 0:
-            kwargs.update(do_sample=True, temperature=r0.temperature, top_k=0, top_p=1.0)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_k=None, top_p=None)
-        if stops:
-            kwargs.update(stop_strings=stops, tokenizer=self.tok)
-        self.stats["generate_calls"] += 1
-        with torch.inference_mode():
-            res = self.model.generate(input_ids=ids.to(self.device),
-                                      attention_mask=mask.to(self.device), **kwargs)
-        self.stats["forward_tokens"] += int(mask.sum())
-        new = res.sequences[:, width:].cpu()
-        chosen, top_v, top_i = recorder.result(new)
-        return [self._finish(new[b], chosen[b], top_v[b], top_i[b], reqs[b])
-                for b in range(len(seqs))]
-
-    def _finish(self, new, chosen, top_v, top_i, req: GenRequest) -> Generation:
-        ids, reason = [], "length"
-        for t in new.tolist()[:req.max_new_tokens]:
-            if t in self.eos_ids:
-                reason = "eos"
+    def _decode_rows(self, cache, last, mask, pos, reqs, gens, temp) -> list[Generation]:
+        """Sample every row token by token from a prefilled cache (holding all but each row's
+        last prompt token ``last``); a row leaves the batch as soon as it ends (EOS, a stop
+        string or its token limit), so long samples do not keep short ones computing."""
+        torch, dev = self._torch, self.device
+        R = len(reqs)
+        new: list[list[int]] = [[] for _ in range(R)]
+        lps: list[list[float]] = [[] for _ in range(R)]
+        tops: list[list] = [[] for _ in range(R)]
+        reason = ["length"] * R
+        active = list(range(R))
+        cur, mask, pos = last.clone(), mask.clone(), pos.clone()
+        limit = max(r.max_new_tokens for r in reqs)
+        for _ in range(limit):
+            with torch.inference_mode():
+                h = self.model.model(input_ids=cur[:, None].to(dev), attention_mask=mask.to(dev),
+                                     position_ids=pos[:, None].to(dev), past_key_values=cache,
+                                     use_cache=True).last_hidden_state[:, -1]
+                logp = torch.log_softmax(self._project(h), -1).cpu()
+            self.stats["forward_tokens"] += len(active)
+            if temp > 0:
+                probs = torch.softmax(logp / temp, -1) if temp != 1.0 else logp.exp()
+            else:
+                best = logp.argmax(-1).tolist()
+            picked, keep = [], []
+            for j, row in enumerate(active):
+                t = (int(torch.multinomial(probs[j], 1, generator=gens[row])) if temp > 0
+                     else best[j])
+                picked.append(t)
+                r = reqs[row]
+                if t in self.eos_ids:
+                    reason[row] = "eos"
+                    continue
+                new[row].append(t)
+                lps[row].append(float(logp[j, t]))
+                if r.top_k:
+                    v, i = logp[j].topk(r.top_k)
+                    tops[row].append(list(zip(v.tolist(), i.tolist())))
+                text = self.tok.decode(new[row], skip_special_tokens=True)
+                if r.stop and cut_at_stop(text, r.stop)[1]:
+                    reason[row] = "stop"
+                elif len(new[row]) < r.max_new_tokens:
+                    keep.append(j)
+            if not keep:
                 break
-            ids.append(t)
-        # keep the tokens whose text lies before the first stop string
+            if len(keep) < len(active):
+                sel = torch.tensor(keep)
+                cache.batch_select_indices(sel.to(dev))
+                mask, pos = mask[sel], pos[sel]
+                picked = [picked[j] for j in keep]
+                active = [active[j] for j in keep]
+            cur = torch.tensor(picked)
+            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype)], 1)
+            pos = pos + 1
+        return [self._make_generation(new[i], lps[i], tops[i], reason[i], reqs[i])
+                for i in range(R)]
+
+    def _make_generation(self, ids, lps, tops, reason, req: GenRequest) -> Generation:
         full = self.tok.decode(ids, skip_special_tokens=True)
         text, stopped = cut_at_stop(full, req.stop)
         if stopped:
-            reason = "stop"
             keep = 0
             while keep < len(ids) and len(self.tok.decode(ids[:keep + 1],
                                                           skip_special_tokens=True)) <= len(text):
                 keep += 1
-            ids = ids[:keep]
-        n = len(ids)
-        self.stats["generated_tokens"] += n
-        top = [[(self.tok.decode([int(j)]), float(v)) for v, j in zip(vr[:req.top_k], ir)]
-               for vr, ir in zip(top_v[:n].tolist(), top_i[:n].tolist())] if req.top_k else []
-        return Generation(text.strip(), ids, chosen[:n].tolist(), top, reason)
+            ids, lps, tops = ids[:keep], lps[:keep], tops[:keep]
+        self.stats["generated_tokens"] += len(ids)
+        top = [[(self.tok.decode([j]), v) for v, j in step] for step in tops]
+        return Generation(text.strip(), list(ids), list(lps), top, reason)
 
     # -- hidden states -----------------------------------------------------------------------
     def hidden_states(self, texts: Sequence[str], layer: int = -8) -> np.ndarray:

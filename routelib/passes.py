@@ -184,7 +184,7 @@ PASS_PARAMS: dict[str, dict] = {
                   "stop": ["\n"]},
     "samples": {"n": S.N_SAMPLES, "temperature": SAMPLE_TEMPERATURE, "seed": SEED,
                 "choice_max_new_tokens": CHOICE_SAMPLE_MAX_TOKENS,
-                "choice_stop": list(CHOICE_SAMPLE_STOP), "sampler": "per-row-generator-v1"},
+                "choice_stop": list(CHOICE_SAMPLE_STOP), "sampler": "per-row-generator-v2"},
     "hidden": {"layer": S.HIDDEN_LAYER, "position": "last token of prompt + answer"},
 }
 
