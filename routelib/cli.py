@@ -126,6 +126,27 @@ def cmd_uq(args) -> int:
     return 0
 
 
+def cmd_auroc(args) -> int:
+    import pandas as pd
+    from . import confidence, metrics, uq_report
+    tables = []
+    for model in args.model:
+        path = confidence.table_path(model, args.limit or None)
+        if not path.exists():
+            print(f"routelib: error: no confidence table {path}; run `python -m routelib uq "
+                  f"--model {model} --limit {args.limit}` first", file=sys.stderr)
+            return 2
+        tables.append(pd.read_parquet(path))
+    table = pd.concat(tables, ignore_index=True)
+    auc = metrics.auroc_table(table, ci=True, n_boot=args.n_boot)
+    print(uq_report.method_ranking(auc).to_string(index=False))
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(uq_report.auroc_markdown(auc, table))
+        print(f"wrote {args.markdown}")
+    return 0
+
+
 def cmd_models(args) -> int:
     for name, s in models.MODELS.items():
         where = "embedded GGUF" if s.embedded else s.hub_id
@@ -202,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train-split items per dataset for the probes (default 100)")
     u.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass")
     u.set_defaults(func=cmd_uq)
+
+    r = sub.add_parser("auroc", help="AUROC with bootstrap intervals and method ranking from "
+                                     "saved confidence tables (no model)")
+    r.add_argument("--model", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    r.add_argument("--limit", type=int, default=100, help="the --limit the tables were made with")
+    r.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    r.add_argument("--markdown", help="write the tables as markdown to this file")
+    r.set_defaults(func=cmd_auroc)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list datasets and splits").set_defaults(func=cmd_datasets)

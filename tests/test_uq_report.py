@@ -1,0 +1,50 @@
+"""routelib.uq_report: method ranking and the AUROC markdown on a hand-made table."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from routelib import metrics, uq_report
+
+
+def conf_table():
+    rng = np.random.default_rng(50)
+    rows = []
+    for ds in ("a", "b", "c"):
+        correct = rng.random(80) < 0.5
+        for m, signal in (("perplexity", 2.0), ("p_true", 0.0), ("verbal_1s", 1.0)):
+            conf = signal * correct + rng.normal(size=80)
+            if m == "verbal_1s":
+                conf[:10] = np.nan  # ten discarded items per dataset
+            rows += [dict(slm="s", dataset=ds, item_id=f"{ds}{i}", method=m, confidence=c,
+                          correct=bool(k), discarded=bool(np.isnan(c)),
+                          discard_reason="no confidence in output" if np.isnan(c) else "")
+                     for i, (c, k) in enumerate(zip(conf, correct))]
+    # a dataset where every item is correct: AUROC undefined for every method
+    rows += [dict(slm="s", dataset="d", item_id=f"d{i}", method=m, confidence=float(i),
+                  correct=True, discarded=False, discard_reason="")
+             for i in range(5) for m in ("perplexity", "p_true", "verbal_1s")]
+    return pd.DataFrame(rows)
+
+
+def test_ranking_orders_informative_methods_first():
+    table = conf_table()
+    auc = metrics.auroc_table(table, ci=True, n_boot=200)
+    rk = uq_report.method_ranking(auc).set_index("method")
+    assert rk.loc["perplexity", "mean_rank"] == 1.0          # strongest signal on every dataset
+    assert rk.loc["p_true", "mean_rank"] == 3.0               # pure noise
+    assert (rk["n_datasets"] == 3).all() and (rk["n_ranked"] == 3).all()  # "d" is undefined
+    assert rk.loc["perplexity", "n_above_chance"] == 3
+    assert rk.loc["p_true", "n_above_chance"] <= 1
+    assert rk.loc["perplexity", "mean_auroc"] > 0.8
+
+
+def test_markdown_shows_undefined_intervals_and_discards():
+    table = conf_table()
+    auc = metrics.auroc_table(table, ci=True, n_boot=200)
+    md = uq_report.auroc_markdown(auc, table)
+    d_row = next(line for line in md.splitlines() if line.startswith("| d |"))
+    assert d_row == "| d | 5 | undefined | undefined | undefined |"
+    a_row = next(line for line in md.splitlines() if line.startswith("| a |"))
+    assert a_row.startswith("| a | 80 | ") and "[" in a_row      # N counts discarded items too
+    assert "| s | a | verbal_1s | 80 | 10 | 12% | no confidence in output |" in md
