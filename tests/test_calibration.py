@@ -38,15 +38,15 @@ def _tables(means: dict[str, float], n: int = 5000, seed: int = SEED):
 
 
 # ---- Algorithm 1 ---------------------------------------------------------------------------
-def test_bins_take_round_half_up_of_ten_percent_and_no_minimum_by_default():
-    c = cal.build_calibration_set(_pool(), n_bins=3)
+def test_half_up_rounding_takes_round_half_up_of_ten_percent_and_no_minimum():
+    c = cal.build_calibration_set(_pool(), n_bins=3, rounding="half_up")
     assert c.groupby("bin").size().to_dict() == {0: 3, 1: 2}      # 2.5 -> 3, 1.5 -> 2, 0.4 -> 0
     meta = c.attrs["calibration"]
     assert meta["bin_counts"] == [25, 15, 4] and meta["sampled_counts"] == [3, 2, 0]
     assert meta["empty_sampled_bins"] == 1
     assert ((c["confidence"] >= c["bin"]) & (c["confidence"] < c["bin"] + 1)).all()
     assert not c["item_id"].duplicated().any()
-    with_min = cal.build_calibration_set(_pool(), n_bins=3, min_per_bin=1)
+    with_min = cal.build_calibration_set(_pool(), n_bins=3, min_per_bin=1, rounding="half_up")
     assert with_min.groupby("bin").size().to_dict() == {0: 3, 1: 2, 2: 1}
 
 
@@ -59,11 +59,30 @@ def test_the_maximum_falls_in_the_last_bin_and_a_constant_pool_in_bin_zero():
 
 def test_default_thirty_bins_match_numpy_histogram_counts():
     pool = _pool([np.random.default_rng(SEED).beta(2, 5, 3000)])
-    c = cal.build_calibration_set(pool)
+    c = cal.build_calibration_set(pool, rounding="half_up")
     counts = np.histogram(pool["confidence"], bins=30)[0]
     expected = [routing.round_half_up(0.1 * n) for n in counts]
     assert c.attrs["calibration"]["sampled_counts"] == expected
     assert len(c) == sum(expected)
+    # stochastic rounding (the default): each bin takes floor or ceil of 10%
+    s = cal.build_calibration_set(pool)
+    got = s.attrs["calibration"]["sampled_counts"]
+    assert all(int(np.floor(0.1 * n)) <= k <= int(np.ceil(0.1 * n)) for n, k in zip(counts, got))
+
+
+def test_stochastic_rounding_keeps_small_bins_in_expectation():
+    # a sparse tail of 3-item bins: half-up never samples it, stochastic rounding does ~30% of runs
+    rng = np.random.default_rng(SEED)
+    pool = _pool([np.concatenate([rng.uniform(0.5, 1.0, 600), np.linspace(0.0, 0.45, 27)])])
+    half_up = cal.build_calibration_set(pool, n_bins=30, rounding="half_up")
+    assert half_up["confidence"].min() >= 0.5
+    counts = np.array(cal.build_calibration_set(pool, n_bins=30).attrs["calibration"]
+                      ["bin_counts"])
+    tail = np.array([cal.build_calibration_set(pool, n_bins=30, seed=s).attrs["calibration"]
+                     ["sampled_counts"] for s in range(200)])[:, :len(counts) // 2]
+    # items drawn from the tail bins, averaged over 200 seeds, within 15% of 10% of the tail
+    expected = 0.1 * counts[:len(counts) // 2].sum()
+    assert abs(tail.sum(axis=1).mean() - expected) < 0.15 * expected
 
 
 def test_sampling_is_deterministic_in_the_seed_and_ignores_row_order():
