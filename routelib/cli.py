@@ -147,6 +147,23 @@ def cmd_auroc(args) -> int:
     return 0
 
 
+def cmd_routing(args) -> int:
+    from pathlib import Path
+    from . import routing_report
+    figures = Path(args.figures) if args.figures else None
+    rel = (str(figures.relative_to(Path(args.markdown).parent)) if figures and args.markdown
+           else args.figures)
+    md = routing_report.write(args.slm, args.llm, limit=args.limit or None, figures=figures,
+                              figures_rel=rel, export=Path(args.export) if args.export else None,
+                              transfer_methods=args.transfer_method)
+    if args.markdown:
+        Path(args.markdown).write_text(md, encoding="utf-8")
+        print(f"wrote {args.markdown}")
+    else:
+        print(md)
+    return 0
+
+
 def cmd_models(args) -> int:
     for name, s in models.MODELS.items():
         where = "embedded GGUF" if s.embedded else s.hub_id
@@ -231,6 +248,18 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     r.add_argument("--markdown", help="write the tables as markdown to this file")
     r.set_defaults(func=cmd_auroc)
+
+    rt = sub.add_parser("routing", help="routing curves, calibration transfer and figures from "
+                                        "cached results (no model)")
+    rt.add_argument("--slm", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    rt.add_argument("--llm", default="qwen2.5-coder-0.5b", help="the LLM tier (cached answers)")
+    rt.add_argument("--limit", type=int, default=100)
+    rt.add_argument("--transfer-method", nargs="+", default=["ood_probe", "perplexity"],
+                    help="UQ methods for the leave-one-dataset-out transfer study")
+    rt.add_argument("--markdown", help="write the page here (default: print it)")
+    rt.add_argument("--figures", help="save the figures (PNG) in this directory")
+    rt.add_argument("--export", help="export the calibration sets under this directory")
+    rt.set_defaults(func=cmd_routing)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list datasets and splits").set_defaults(func=cmd_datasets)

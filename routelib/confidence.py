@@ -36,6 +36,15 @@ PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
 CONFIDENCE_COLUMNS = ("slm", "model_id", "dataset", "item_id", "method", "confidence",
                       "correct", "discarded", "discard_reason")
 NO_NUMBER = "no confidence in output"
+
+
+class NotCached(LookupError):
+    """``cached_only`` was asked and a needed answer or statistic is not in the cache."""
+
+
+def _refuse():
+    raise NotCached("not in the cache")
+
 ONE_CLASS = "probe train split has one class"
 
 
@@ -60,9 +69,13 @@ def _fit(X, y, **kw):
 def confidence_table(model: str, datasets: Sequence[str] | None = None,
                      methods: Sequence[str] | None = None, limit: int | None = 100,
                      train_limit: int = PROBE_TRAIN_LIMIT, backend=None, source: str = "local",
-                     progress: bool = True) -> pd.DataFrame:
+                     progress: bool = True, cached_only: bool = False) -> pd.DataFrame:
     """The tidy confidence table of ``model`` on ``datasets`` (default: all 14) for ``methods``
-    (default: all 8), ``limit`` evaluation items per dataset. Model passes are cached."""
+    (default: all 8), ``limit`` evaluation items per dataset. Model passes are cached.
+
+    ``cached_only``: load no model; a dataset whose answers or statistics are not all cached
+    is left out (listed in ``table.attrs["missing"]``), and probes are fitted only on the
+    train-split features that are cached (``attrs["probe_train_missing"]``)."""
     datasets = list(datasets or data.DATASETS)
     methods = list(methods or uq.METHODS)
     for m in methods:
@@ -75,15 +88,28 @@ def confidence_table(model: str, datasets: Sequence[str] | None = None,
         backend = lazy_backend(model)
     plain = [m for m in methods if m not in uq.PROBE_METHODS]
     probes = [m for m in methods if m in uq.PROBE_METHODS]
-    evaluated = {ds: item_stats(model, ds, plain + (["trained_probe"] if probes else []),
-                                limit=limit, backend=backend, source=source,
-                                progress=progress)[1:] for ds in datasets}
-    feats = {}
+    if cached_only:
+        backend = _refuse
+    evaluated, missing = {}, []
+    for ds in datasets:
+        try:
+            evaluated[ds] = item_stats(model, ds, plain + (["trained_probe"] if probes else []),
+                                       limit=limit, backend=backend, source=source,
+                                       progress=progress)[1:]
+        except NotCached:
+            missing.append(ds)
+    feats, train_missing = {}, []
     if probes:
         need = list(data.DATASETS) if "ood_probe" in probes else datasets
-        feats = train_features(model, need, train_limit, backend, source, progress)
+        for ds in need:
+            try:
+                feats.update(train_features(model, [ds], train_limit, backend, source, progress))
+            except NotCached:
+                train_missing.append(ds)
     frames = []
     for ds in datasets:
+        if ds not in evaluated:
+            continue
         rows, st = evaluated[ds]
         if not st:
             continue
@@ -95,8 +121,11 @@ def confidence_table(model: str, datasets: Sequence[str] | None = None,
             if m in plain:
                 conf = uq.make(m).compute(st)
             else:
-                fitted = (_fit(*feats[ds]) if m == "trained_probe" else
-                          _fit_ood(feats, ds))
+                if m == "trained_probe" and ds not in feats:
+                    continue  # cached_only and its train features are not cached
+                if m == "ood_probe" and not any(k != ds for k in feats):
+                    continue
+                fitted = _fit(*feats[ds]) if m == "trained_probe" else _fit_ood(feats, ds)
                 if fitted is None:
                     conf, reason = np.full(len(st), np.nan), ONE_CLASS
                 else:
@@ -105,13 +134,19 @@ def confidence_table(model: str, datasets: Sequence[str] | None = None,
             frame = base.assign(method=m, confidence=conf, discarded=np.isnan(conf))
             frame["discard_reason"] = np.where(frame["discarded"], reason, "")
             frames.append(frame)
-    if not frames:
-        return pd.DataFrame(columns=list(CONFIDENCE_COLUMNS))
-    return pd.concat(frames, ignore_index=True)[list(CONFIDENCE_COLUMNS)]
+    out = (pd.concat(frames, ignore_index=True)[list(CONFIDENCE_COLUMNS)] if frames
+           else pd.DataFrame(columns=list(CONFIDENCE_COLUMNS)))
+    out.attrs.update(missing=missing, probe_train_missing=train_missing)
+    return out
 
 
 def _fit_ood(feats: dict, held_out: str):
     usable = {k: v for k, v in feats.items() if len(v[1])}
+    if held_out not in usable:  # nothing of it is seen anyway; fit_ood_probe wants the key
+        usable[held_out] = (np.zeros((0, next(iter(usable.values()))[0].shape[1]), np.float32),
+                            np.zeros(0, int)) if usable else None
+    if not usable or usable[held_out] is None:
+        return None
     y = np.concatenate([v[1] for k, v in usable.items() if k != held_out])
     if len(np.unique(y)) < 2:
         return None

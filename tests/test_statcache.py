@@ -115,3 +115,29 @@ def test_unknown_method_or_dataset_is_refused(use_data_dir):
         confidence.confidence_table("fake", ["gsm8k"], ["entropy"], backend=fake())
     with pytest.raises(Exception, match="gsm8k"):
         confidence.confidence_table("fake", ["gsm9k"], ["perplexity"], backend=fake())
+
+
+def test_cached_only_loads_no_model_and_lists_what_is_missing(use_data_dir):
+    from routelib import models
+    be = FakeBackend(name="smollm2-135m")
+    be.model_id = models.model_id("smollm2-135m")  # a registered name, as a real run has
+    confidence.confidence_table("smollm2-135m", ["gsm8k"], ["perplexity", "p_true"], limit=5,
+                                backend=be, progress=False)
+    table = confidence.confidence_table("smollm2-135m", ["gsm8k", "commonsenseqa"],
+                                        ["perplexity", "p_true"], limit=5, cached_only=True,
+                                        progress=False)
+    assert set(table["dataset"]) == {"gsm8k"} and len(table) == 10
+    assert table.attrs["missing"] == ["commonsenseqa"]
+
+
+def test_probes_train_on_train_split_and_never_score_their_training_items(use_data_dir):
+    # answers alternate right/wrong by question text; hidden states are hash-random, so the
+    # probe has both classes and the table gets a finite probability per eval item
+    be = fake(respond=lambda p: "The answer is 18." if "question 0" in p or "question 2" in p
+              else "The answer is 7.")
+    table = confidence.confidence_table("fake", ["gsm8k"], ["trained_probe"], limit=5,
+                                        train_limit=5, backend=be, progress=False)
+    train_ids = set(statcache.item_stats("fake", "gsm8k", [], split="train", limit=5,
+                                         backend=fake(), progress=False)[1]["item_id"])
+    assert train_ids and not train_ids & set(table["item_id"])
+    assert table["confidence"].between(0, 1).all() or table["discarded"].all()
