@@ -7,9 +7,10 @@ the methods need, and applies every method of :mod:`routelib.uq`. Columns
 
 - ``slm``, ``model_id``, ``dataset``, ``item_id``, ``method``, ``confidence`` (higher = more
   confident; NaN when discarded), ``correct`` (bool, the rule-based grade of the greedy answer);
-- ``discarded`` (bool) and ``discard_reason``: verbalized methods whose output holds no usable
-  number (``"no confidence in output"``, the paper discards these items), and probes whose
-  in-domain train subsample has only one class (``"probe train split has one class"``).
+- ``discarded`` (bool) and ``discard_reason``: the method's own ``discards`` text
+  (:mod:`routelib.uq`): verbalized outputs without a usable number (the paper discards these
+  items), empty generations for the token-probability methods; and probes whose in-domain
+  train subsample has only one class (``"probe train split has one class"``).
 
 Probes. Both read the hidden state after layer -8 at the last token of prompt + greedy answer.
 
@@ -117,7 +118,7 @@ def confidence_table(model: str, datasets: Sequence[str] | None = None,
                              "dataset": ds, "item_id": rows["item_id"].to_numpy(),
                              "correct": rows["correct"].astype(bool).to_numpy()})
         for m in methods:
-            reason = NO_NUMBER
+            reason = getattr(uq.METHODS[m], "discards", None) or NO_NUMBER
             if m in plain:
                 conf = uq.make(m).compute(st)
             else:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import confidence, passes, statcache, stats as S
+from routelib import confidence, passes, statcache, stats as S, uq
 from routelib.fake import FakeBackend, FakeCrash
 
 
@@ -93,7 +93,7 @@ def test_confidence_table_counts_discards(use_data_dir):
     assert len(table) == 10
     v = table[table["method"] == "verbal_2s"]
     assert v["discarded"].all() and v["confidence"].isna().all()
-    assert set(v["discard_reason"]) == {confidence.NO_NUMBER}
+    assert set(v["discard_reason"]) == {uq.Verbal2S.discards}
     p = table[table["method"] == "perplexity"]
     assert not p["discarded"].any() and (p["confidence"] > 0).all()
     summary = confidence.discard_summary(table)

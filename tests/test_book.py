@@ -1,0 +1,261 @@
+"""The executable book: notebooks/ sources, their executed copies in book/chapters/, the table of
+contents, the helpers of routelib.book, and (nbval) that re-executing every chapter reproduces
+its committed outputs."""
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+
+from routelib import book, routing as R
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+CHAPTERS = ROOT / "book" / "chapters"
+MAX_CODE_CELLS = 12
+NO_DEFINITIONS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def read(path: Path):
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(nb) -> list:
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def toc_files() -> list[str]:
+    yaml = pytest.importorskip("yaml")
+    toc = yaml.safe_load((ROOT / "book" / "_toc.yml").read_text(encoding="utf-8"))
+    files = []
+
+    def walk(entries):
+        for e in entries or []:
+            if "file" in e:
+                files.append(e["file"])
+            walk(e.get("sections"))
+            walk(e.get("chapters"))
+    walk(toc.get("chapters"))
+    for part in toc.get("parts", []):
+        walk(part.get("chapters"))
+    return files
+
+
+ids = [p.stem for p in NOTEBOOKS]
+
+
+def test_there_are_notebooks():
+    assert len(NOTEBOOKS) >= 7, [p.name for p in NOTEBOOKS]
+
+
+def test_toc_lists_every_notebook_and_nothing_else():
+    chapters = {f for f in toc_files() if f.startswith("book/chapters/")}
+    expected = {f"book/chapters/{p.stem}" for p in NOTEBOOKS}
+    assert chapters == expected, (f"in notebooks/ but not the toc: {sorted(expected - chapters)}; "
+                                  f"in the toc but not notebooks/: {sorted(chapters - expected)}")
+    for f in toc_files():
+        if not f.startswith("book/chapters/"):
+            assert (ROOT / f"{f}.md").exists() or (ROOT / f"{f}.ipynb").exists(), f
+
+
+def test_every_notebook_is_executed_into_a_chapter():
+    executed = {p.stem for p in CHAPTERS.glob("*.ipynb")}
+    sources = {p.stem for p in NOTEBOOKS}
+    assert executed == sources, ("run `make notebooks`: missing chapters "
+                                 f"{sorted(sources - executed)}, stale {sorted(executed - sources)}")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_shape(path):
+    nb = read(path)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# "), \
+        "first cell: a markdown title and overview"
+    assert "papermill" in nb.cells[0].source, "the overview says how to rerun with papermill"
+    cells = code_cells(nb)
+    assert len(cells) <= MAX_CODE_CELLS
+    for c in cells:
+        assert c.outputs == [] and c.execution_count is None, \
+            "notebooks/ holds sources: clear the outputs (the executed copy is book/chapters/)"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_one_parameters_cell_of_literal_assignments(path):
+    cells = [c for c in code_cells(read(path)) if "parameters" in c.metadata.get("tags", [])]
+    assert len(cells) == 1, f"{len(cells)} cells tagged 'parameters'"
+    tree = ast.parse(cells[0].source)
+    assert tree.body, "the parameters cell is empty"
+    for node in tree.body:
+        assert isinstance(node, ast.Assign), f"not an assignment: {ast.unparse(node)}"
+        assert all(isinstance(t, ast.Name) for t in node.targets), ast.unparse(node)
+        ast.literal_eval(node.value)  # raises ValueError unless a literal
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_definitions_and_one_import_cell(path):
+    importing = []
+    for c in code_cells(read(path)):
+        tree = ast.parse(c.source)
+        defs = [type(n).__name__ for n in ast.walk(tree) if isinstance(n, NO_DEFINITIONS)]
+        assert not defs, f"{defs} in a notebook cell: move the logic into routelib"
+        imports = [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
+        if imports:
+            importing.append(imports)
+    assert len(importing) == 1, f"{len(importing)} cells import; keep one import cell"
+    names = {a.name for n in importing[0] for a in n.names} | \
+        {n.module for n in importing[0] if isinstance(n, ast.ImportFrom)}
+    assert any(str(m).split(".")[0] == "routelib" for m in names)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_chapter_runs_the_current_source_cleanly(path):
+    chapter = CHAPTERS / path.name
+    if not chapter.exists():
+        pytest.fail(f"{chapter.relative_to(ROOT)} is missing: run `make notebooks`")
+    source = [c.source for c in code_cells(read(path))]
+    ran = read(chapter)
+    executed = [c.source for c in code_cells(ran)
+                if "injected-parameters" not in c.metadata.get("tags", [])]
+    assert executed == source, "the chapter is stale: run `make notebooks`"
+    for c in code_cells(ran):
+        for o in c.outputs:
+            assert o.output_type != "error", f"error in the chapter: {o.get('evalue')}"
+            assert not (o.output_type == "stream" and o.name == "stderr"), \
+                f"stderr in the chapter (warnings carry paths): {o.text[:300]}"
+    assert "start_time" not in ran.metadata.get("papermill", {}), \
+        "run `python -m routelib.book normalize` (make notebooks does)"
+
+
+# ---- routelib.book on synthetic tables ------------------------------------------------------
+def synthetic(discard: bool = True) -> book.Cached:
+    rng = np.random.default_rng(0)
+    conf, llm = [], []
+    for ds in ("gsm8k", "boolq", "piqa"):
+        ids_ = [f"{ds}-{i:02d}" for i in range(20)]
+        slm_ok = rng.random(20) < 0.5
+        llm += [{R.LLM: "big", R.DATASET: ds, R.ITEM_ID: i, R.CORRECT: bool(c)}
+                for i, c in zip(ids_, rng.random(20) < 0.7)]
+        for slm in ("s1", "s2"):
+            for m in ("perplexity", "verbal_1s"):
+                c = rng.random(20) + slm_ok
+                if m == "verbal_1s" and discard:
+                    c[:2] = np.nan
+                conf += [{R.SLM: slm, R.DATASET: ds, R.ITEM_ID: i, R.METHOD: m,
+                          R.CONFIDENCE: float(v), R.CORRECT: bool(k)}
+                         for i, v, k in zip(ids_, c, slm_ok)]
+    return book.Cached(pd.DataFrame(conf), pd.DataFrame(llm), "big",
+                       {"s1": ["mmlu"], "s2": []}, {"s1": ["mmlu"]})
+
+
+def test_summary_names_what_is_missing():
+    text = synthetic().summary()
+    assert "s1: 3 dataset(s) cached: gsm8k, boolq, piqa" in text
+    assert "missing (left out): mmlu" in text and "missing (left out): none" in text
+    assert "probe train features not cached for: mmlu" in text
+    assert "LLM tier: big, 60 answers on 3 dataset(s)" in text
+
+
+def test_routing_and_relative_accuracy_keep_discarded_items_out():
+    cached = synthetic()
+    sim, summary, means = book.routing(cached)
+    assert set(summary.columns) == set(book.SUMMARY_COLUMNS)
+    assert list(means.columns) == list(book.MEANS_COLUMNS)
+    verbal = summary[summary[R.METHOD] == "verbal_1s"]
+    assert (verbal[R.N] == 18).all()
+    topk = book.relative_accuracy(cached)   # verbal_1s lacks 2 items per dataset
+    assert list(topk.columns) == list(book.TOP_K_TABLE_COLUMNS)
+    assert len(topk) == 2 * 2 * 3 * 10
+    best = book.best_methods(means)
+    assert set(best) == {"s1", "s2"}
+    cost = book.cost_view(sim, best)
+    assert list(cost.columns) == list(book.COST_COLUMNS)
+    np.testing.assert_allclose(cost[R.COST], cost[R.ROUTED])          # 1 per LLM call
+    np.testing.assert_allclose(cost[R.LATENCY], 1 + 3 * cost[R.ROUTED])
+
+
+def test_empty_cache_gives_empty_tables_not_errors(capsys):
+    empty = book.attach_llm([pd.DataFrame(columns=list(book.confidence.CONFIDENCE_COLUMNS))],
+                            "big", slms=["s1"])
+    sim, summary, means = book.routing(empty)
+    assert sim.empty and summary.empty and means.empty
+    assert list(means.columns) == list(book.MEANS_COLUMNS)
+    assert book.relative_accuracy(empty).empty
+    assert book.figure(lambda t: 1 / 0, pd.DataFrame()) is None
+    table, errors, tmeans = book.transfer(empty, ["perplexity"])
+    assert table.empty and errors.empty and tmeans.empty
+    assert book.shift_summary(pd.DataFrame()).empty
+    out = capsys.readouterr().out
+    assert "nothing to draw yet" in out and "transfer not computed" in out
+
+
+def test_decompose_uses_the_largest_full_table():
+    from routelib import distributions as D
+    cached = synthetic(discard=False)
+    shift = D.distribution_shift(cached.conf)
+    extra = shift.iloc[:1].assign(**{R.DATASET: "only_s1"})  # a dataset one (slm, method) has
+    dec = book.decompose(pd.concat([shift, extra], ignore_index=True))
+    assert "2 SLM(s) x 2 methods x 3 datasets" == dec.attrs["note"]
+    assert list(dec[D.FACTOR]) == [R.SLM, R.METHOD, R.DATASET, D.RESIDUAL]
+    assert dec[D.SHARE].sum() == pytest.approx(1.0)
+    one = book.decompose(shift[(shift[R.SLM] == "s1") & (shift[R.METHOD] == "perplexity")])
+    assert one.empty and "not computed" in one.attrs["note"]
+
+
+def test_transfer_and_export(tmp_path):
+    cached = synthetic(discard=False)
+    table, errors, means = book.transfer(cached, ["perplexity", "ood_probe"], runs=2)
+    assert set(table[R.METHOD]) == {"perplexity"}
+    assert set(errors["target"]) == {"gsm8k", "boolq", "piqa"}
+    assert len(means) == 2 * 3      # 2 SLMs x 3 strategies
+    out = book.export_calibration_sets(cached, ["perplexity", "ood_probe"], str(tmp_path))
+    assert list(out[R.SLM]) == ["s1", "s2"] and (out["pooled"] == 60).all()
+    assert (tmp_path / "s1__perplexity" / "calibration_set.csv").exists()
+    assert out["csv"].iloc[0] == str(tmp_path / "s1__perplexity" / "calibration_set.csv")
+
+
+def test_normalize_executed_drops_timestamps_and_merges_streams(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["papermill"] = {"start_time": "2025-01-01", "duration": 3.2, "parameters": {}}
+    cell = nbformat.v4.new_code_cell("print(1); print(2)")
+    cell.metadata["execution"] = {"iopub.execute_input": "2025-01-01T00:00:00"}
+    cell.metadata["papermill"] = {"duration": 1.0, "status": "completed"}
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="2\n")]
+    nb.cells.append(cell)
+    path = tmp_path / "x.ipynb"
+    nbformat.write(nb, path)
+    assert book.normalize_executed(path)
+    again = read(path)
+    assert again.metadata["papermill"] == {"parameters": {}}
+    assert "execution" not in again.cells[0].metadata
+    assert again.cells[0].metadata["papermill"] == {"status": "completed"}
+    assert [o.text for o in again.cells[0].outputs] == ["1\n2\n"]
+    assert not book.normalize_executed(path)   # idempotent
+
+
+def test_backend_factory_refuses_in_quick_mode():
+    refuse = book.backend_factory(quick=True)("smollm2-135m")
+    with pytest.raises(book.confidence.NotCached, match="quick=True"):
+        refuse()
+
+
+# ---- nbval: re-execute the chapters and compare with the committed outputs ------------------
+@pytest.mark.skipif(not os.environ.get("ROUTELIB_DATA_DIR"),
+                    reason="ROUTELIB_DATA_DIR is unset: the chapters read the datasets (for the "
+                           "item subsamples) and cannot be re-executed")
+def test_chapters_reproduce_their_outputs_nbval():
+    env = dict(os.environ)
+    env.pop("ROUTELIB_CACHE_DIR", None)   # the chapters read the repository's data_cache/
+    cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
+           "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider",
+           "-q", "book/chapters"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, (
+        "re-executed chapters differ from book/chapters/ (stale after the cache grew? run "
+        f"`make notebooks`):\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}")
