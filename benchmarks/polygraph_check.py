@@ -105,7 +105,8 @@ def main() -> None:
                  "model's unmodified distribution.")
     lines.append(f"- Wall time for the {len(rows)} generations ({max_new} new tokens at most): "
                  f"LM-Polygraph {t_pg:.1f} s (one prompt per call), routelib {t_rl:.1f} s "
-                 "(batched, stops rows at EOS). Not a benchmark: see the performance page.\n")
+                 "(batched, stops rows at EOS), both while other jobs shared the 2 cores. "
+                 "Not a benchmark.\n")
 
     # 2. perplexity and MSP on routelib's greedy log-probs
     ll = [np.array(d[S.GREEDY_TOKEN_LOGPROBS]) for d in st]
