@@ -80,19 +80,22 @@ def write(slms, llm: str, limit: int | None = 100, figures: Path | None = None,
                    f"| {fmt(r['llm_accuracy'])} | {fmt(r['auc_uq'])} | {fmt(r['auc_oracle'])} "
                    f"| {fmt(r['auc_random'])} | {fmt(r['ratio_95_uq'], 2)} | "
                    f"{fmt(r['ratio_95_random'], 2)} | {r['beats_random']} |")
-    show = sorted(set(conf[R.DATASET]))[:4]
+    def show(frame, slm, column=R.DATASET, k=4):
+        """The first k datasets (alphabetically) that ``slm`` has in ``frame``."""
+        return sorted(set(frame.loc[frame[R.SLM] == slm, column]))[:k]
+
     for slm in slms:
         if slm in set(sim[R.SLM]):
-            out.append(_save(plots.routing_curves(sim, dataset=show, slm=slm, llm=llm),
+            out.append(_save(plots.routing_curves(sim, dataset=show(sim, slm), slm=slm, llm=llm),
                              figures, f"routing_curves_{slm}.png", figures_rel))
 
     # relative accuracy (Fig. 3)
     out.append("\n## Relative accuracy on the most confident items (Fig. 3)\n")
-    topk = plots.relative_accuracy_table(study.routable(conf), llm_table)
+    topk = study.relative_accuracy_routable(conf, llm_table)
     for slm in slms:
         t = topk[topk[R.SLM] == slm]
         if len(t):
-            out.append(_save(plots.relative_accuracy(t, dataset=show), figures,
+            out.append(_save(plots.relative_accuracy(t, dataset=show(t, slm)), figures,
                              f"relative_accuracy_{slm}.png", figures_rel))
 
     # distributions (Fig. 4)
@@ -153,12 +156,14 @@ def write(slms, llm: str, limit: int | None = 100, figures: Path | None = None,
     out.append("\nPer target (calibration strategy):\n")
     per = errors[errors[cal.STRATEGY] == "calibration"].pivot_table(
         index=cal.TARGET, columns=[R.SLM, R.METHOD], values="mean_abs_ratio_error")
+    per.columns = [f"{slm} / {m}" for slm, m in per.columns]
     out.append(per.to_markdown(floatfmt=".3f"))
     for slm in slms:
         for m in methods:
             t = ttable[(ttable[R.SLM] == slm) & (ttable[R.METHOD] == m)]
             if len(t):
-                out.append(_save(plots.calibration_vs_full(t, target=show[:3]), figures,
+                out.append(_save(plots.calibration_vs_full(
+                    t, target=show(t, slm, cal.TARGET, 3)), figures,
                                  f"calibration_vs_full_{slm}_{m}.png", figures_rel))
     if export is not None:
         out.append("\n## The calibration sets\n")

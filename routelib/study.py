@@ -62,6 +62,17 @@ def simulate_routable(conf_table: pd.DataFrame, llm_table: pd.DataFrame,
     return pd.concat(frames, ignore_index=True)
 
 
+def relative_accuracy_routable(conf_table: pd.DataFrame, llm_table: pd.DataFrame,
+                               keep_fractions=None) -> pd.DataFrame:
+    """Paper Fig. 3 table (:func:`routelib.plots.relative_accuracy_table`) per (slm, method) on
+    its routable items, the LLM table restricted to the same items."""
+    from .plots import relative_accuracy_table
+    kw = {} if keep_fractions is None else {"keep_fractions": keep_fractions}
+    frames = [relative_accuracy_table(g, matched_llm(g, llm_table), **kw)
+              for _, g in routable(conf_table).groupby([R.SLM, R.METHOD], sort=False)]
+    return pd.concat(frames, ignore_index=True)
+
+
 def routing_summary(sim: pd.DataFrame, share: float = SHARE) -> pd.DataFrame:
     """One row per (slm, llm, dataset, method) of a :func:`routelib.routing.simulate` table."""
     out = []
