@@ -96,8 +96,9 @@ def answer_records(backend: Backend, records: Sequence[Record], cfg: AnswerConfi
     gen_idx = [i for i, p in enumerate(built) if not p.is_choice]
 
     flat = [(i, k) for i in choice_idx for k in range(len(built[i].continuations))]
+    # only choice styles score options (an API backend may have no loglikelihood at all)
     lls = backend.loglikelihood([LoglikRequest(built[i].text, built[i].continuations[k])
-                                 for i, k in flat])
+                                 for i, k in flat]) if flat else []
     by_item: dict[int, list] = {}
     for (i, k), ll in zip(flat, lls):
         by_item.setdefault(i, []).append(ll)

@@ -164,6 +164,53 @@ def cmd_routing(args) -> int:
     return 0
 
 
+def cmd_route(args) -> int:
+    import json
+    from . import router
+    slm = lazy_backend(args.slm)()
+    if args.threshold is not None:
+        threshold = args.threshold
+    else:
+        where = args.calibration or str(config.cache_dir() / "calibration" /
+                                        f"{args.slm}__{args.method}")
+        threshold = router.threshold_from_calibration(where, args.ratio)
+    if args.llm_base_url:
+        from .openai_backend import OpenAIBackend
+        llm = OpenAIBackend(args.llm_model, base_url=args.llm_base_url,
+                            api_key_env=args.api_key_env, timeout=args.timeout)
+    else:
+        llm = lazy_backend(args.llm)() if args.llm != "none" else None
+    probe = None
+    if args.probe:
+        from .probe import MLPProbe
+        probe = MLPProbe.load(args.probe)
+    res = router.Router(slm, args.method, threshold, llm=llm, probe=probe).route(
+        args.question, choices=args.choices, context=args.context, kind=args.kind)
+    if args.json:
+        print(json.dumps(res.to_dict(), indent=1))
+    else:
+        print(res.answer)
+        print(f"[tier={res.tier} confidence={res.confidence:.4f} threshold={res.threshold:.4f} "
+              f"method={res.method} latency={res.latency_s.get('total')}s"
+              + (f" error={res.error}" if res.error else "") + "]")
+    return 0
+
+
+def cmd_probe(args) -> int:
+    import numpy as np
+    from . import confidence, probe as P
+    feats = confidence.train_features(args.slm, data.iter_datasets(args.dataset),
+                                      args.train_limit, backend=lazy_backend(args.slm))
+    X = np.concatenate([x for x, _ in feats.values()])
+    y = np.concatenate([t for _, t in feats.values()])
+    fitted = P.MLPProbe(lr=args.lr).fit(X, y)
+    fitted.trained_on_ = tuple(feats)
+    fitted.save(args.out)
+    print(f"wrote {args.out}: trained on {len(y)} train-split items of {len(feats)} datasets "
+          f"({int(y.sum())} correct)")
+    return 0
+
+
 def cmd_models(args) -> int:
     for name, s in models.MODELS.items():
         where = "embedded GGUF" if s.embedded else s.hub_id
@@ -260,6 +307,47 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--figures", help="save the figures (PNG) in this directory")
     rt.add_argument("--export", help="export the calibration sets under this directory")
     rt.set_defaults(func=cmd_routing)
+
+    q = sub.add_parser("route", help="answer one query: SLM first, LLM when the SLM is not "
+                                     "confident",
+                       description="The live router: the SLM answers and scores its confidence "
+                                   "with --method; below the threshold the query goes to the "
+                                   "LLM (a local registered model or an OpenAI-compatible "
+                                   "endpoint). If the LLM fails, the SLM's answer is returned "
+                                   "with tier=slm-fallback.")
+    q.add_argument("question", help="the query text")
+    q.add_argument("--choices", nargs="+", help="answer options (makes it a multiple-choice query)")
+    q.add_argument("--context", help="a passage the question is about")
+    q.add_argument("--kind", default="auto", choices=("auto", "mcq", "math", "text"),
+                   help="query kind (auto: mcq with --choices, math if it has a digit, else text)")
+    q.add_argument("--slm", default="smollm2-135m", help="registered SLM (runs locally)")
+    q.add_argument("--method", default="perplexity",
+                   help="UQ method (no labels needed; probes need --probe)")
+    q.add_argument("--threshold", type=float,
+                   help="confidence threshold (below it: LLM); default: from the calibration set")
+    q.add_argument("--ratio", type=float, default=0.3,
+                   help="target routing ratio for the calibration threshold (default 0.3)")
+    q.add_argument("--calibration", help="calibration set directory (default: "
+                                         "$ROUTELIB_CACHE_DIR/calibration/<slm>__<method>)")
+    q.add_argument("--llm", default="qwen2.5-coder-0.5b",
+                   help="registered local model as the LLM tier ('none': SLM only)")
+    q.add_argument("--llm-base-url", help="OpenAI-compatible endpoint (overrides --llm)")
+    q.add_argument("--llm-model", default="gpt-4o-mini", help="model name at the endpoint")
+    q.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (never printed or stored)")
+    q.add_argument("--timeout", type=float, default=30.0, help="LLM request timeout, seconds")
+    q.add_argument("--probe", help="a fitted probe saved with MLPProbe.save (probe methods)")
+    q.add_argument("--json", action="store_true", help="print the full result as JSON")
+    q.set_defaults(func=cmd_route)
+
+    pb = sub.add_parser("probe", help="train a correctness probe on train-split hidden states of "
+                                      "several datasets and save it (for `route --probe`)")
+    pb.add_argument("--slm", default="smollm2-135m")
+    pb.add_argument("--dataset", nargs="+", default=["all"])
+    pb.add_argument("--train-limit", type=int, default=100, help="train items per dataset")
+    pb.add_argument("--lr", type=float, default=1e-4, help="learning rate (OOD probe: 1e-4)")
+    pb.add_argument("--out", required=True, help="file to write (torch format)")
+    pb.set_defaults(func=cmd_probe)
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list datasets and splits").set_defaults(func=cmd_datasets)

@@ -140,6 +140,40 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
     def predict(self, X) -> np.ndarray:
         return (self.decision_function(X) > 0).astype(int)
 
+    # -- persistence -----------------------------------------------------------------------
+    def save(self, path) -> None:
+        """Write the fitted probe (hyperparameters, weights, scaler) to ``path`` (torch
+        format, tensors only: loadable with ``weights_only=True``)."""
+        import torch
+        check_is_fitted(self)
+        state = {"params": {k: (list(v) if isinstance(v, tuple) else v)
+                            for k, v in self.get_params().items()},
+                 "weights": self.model_.state_dict(), "n_features": self.n_features_in_,
+                 "scaler": None if self.scaler_ is None else
+                 [torch.from_numpy(a) for a in self.scaler_],
+                 "extra": {k: v for k, v in vars(self).items()
+                           if k == "trained_on_"}}
+        torch.save(state, path)
+
+    @classmethod
+    def load(cls, path) -> "MLPProbe":
+        """A probe saved by :meth:`save`, ready to predict."""
+        import torch
+        state = torch.load(path, weights_only=True)
+        params = dict(state["params"])
+        params["hidden"] = tuple(params["hidden"])
+        probe = cls(**params)
+        model = probe._build(state["n_features"])
+        model.load_state_dict(state["weights"])
+        model.eval()
+        probe.model_, probe.n_features_in_ = model, state["n_features"]
+        probe.classes_ = np.array([0, 1])
+        probe.scaler_ = (None if state["scaler"] is None else
+                         tuple(t.numpy() for t in state["scaler"]))
+        for k, v in state["extra"].items():
+            setattr(probe, k, tuple(v) if isinstance(v, list) else v)
+        return probe
+
 
 def _as_features(X) -> np.ndarray:
     X = np.asarray(X, dtype=np.float32)

@@ -185,3 +185,15 @@ def test_train_subsample():
     assert not np.array_equal(idx, train_subsample(1000, 100, seed=51))
     with pytest.raises(ValueError):
         train_subsample(10, -1)
+
+
+def test_save_and_load_give_the_same_probabilities(tmp_path):
+    from routelib.probe import MLPProbe
+    rng = np.random.default_rng(50)
+    X = rng.normal(size=(120, 6)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    probe = MLPProbe(epochs=3).fit(X, y)
+    probe.save(tmp_path / "p.pt")
+    back = MLPProbe.load(tmp_path / "p.pt")
+    np.testing.assert_array_equal(back.predict_proba(X), probe.predict_proba(X))
+    assert back.get_params() == probe.get_params()
