@@ -348,6 +348,7 @@ class TransformersBackend:
             with torch.inference_mode():
                 hs = self.model.model(input_ids=ids.to(self.device), attention_mask=mask.to(
                     self.device), output_hidden_states=True).hidden_states
+            self.stats["forward_tokens"] += int(mask.sum())
             for row, i in enumerate(batch):
                 out[i] = hs[layer][row, len(seqs[i]) - 1].float().cpu().numpy()
         return out
