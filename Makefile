@@ -30,3 +30,27 @@ test: setup
 
 clean-env:
 	rm -rf $(VENV)
+
+# ---- the executable book ---------------------------------------------------------------------
+# notebooks/NN_*.ipynb (sources, no outputs) -> book/chapters/NN_*.ipynb (executed by papermill,
+# from the cache only: quick=True) -> _build/html (jupyter-book renders, never executes).
+# Other parameters for every chapter: make notebooks NB_PARAMS="-p limit 100"
+.PHONY: kernel notebooks book
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+NB_PARAMS ?=
+
+# the kernel "python3" of the venv runs the venv's python (an absolute path, not PATH's python)
+kernel: setup
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+
+notebooks: kernel
+	mkdir -p book/chapters
+	for nb in $(NOTEBOOKS); do \
+	  echo "papermill $$nb"; \
+	  $(BIN)/papermill "$$nb" "book/chapters/$$(basename $$nb)" -k python3 \
+	    --no-progress-bar --log-level ERROR $(NB_PARAMS) || exit 1; \
+	done
+	$(BIN)/python -m routelib.book normalize book/chapters/*.ipynb
+
+book: setup
+	$(BIN)/jupyter-book build . --config _config.yml --toc book/_toc.yml
