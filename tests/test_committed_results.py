@@ -52,3 +52,25 @@ def test_answer_style_selection_in_docs_matches_the_cache(repo_cache):
     # the configurations routelib uses by default are the winners
     for row in selection.choose(pd.concat([small, qwen])).itertuples():
         assert answer.SELECTED[row.model][row.group] == answer.AnswerConfig(row.style, row.chat)
+
+
+def test_auroc_page_matches_the_cache(repo_cache):
+    import pandas as pd
+    from routelib import confidence, metrics, uq_report
+    table = confidence.confidence_table("smollm2-135m", limit=100, cached_only=True,
+                                        progress=False)
+    assert not table.attrs["missing"] and len(table) == 14 * 100 * 8
+    saved = pd.read_parquet(confidence.table_path("smollm2-135m", 100))
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), saved, check_dtype=False)
+    auc = metrics.auroc_table(table, ci=True, n_boot=1000)
+    assert (ROOT / "docs" / "auroc_table.md").read_text() == uq_report.auroc_markdown(auc, table)
+
+
+def test_routing_page_matches_the_cache(repo_cache, tmp_path):
+    from routelib import routing_report
+    md = routing_report.write(["smollm2-135m"], "qwen2.5-coder-0.5b", limit=100,
+                              figures=tmp_path / "figures", figures_rel="figures")
+    committed = (ROOT / "docs" / "routing.md").read_text()
+    assert committed.startswith(md.rstrip("\n"))
+    for name in ("auroc_heatmap.png", "routing_curves_smollm2-135m.png"):
+        assert (ROOT / "docs" / "figures" / name).exists() and (tmp_path / "figures" / name).exists()
