@@ -78,6 +78,8 @@ def retry_after(headers) -> float | None:
 
 
 class OpenAIBackend:
+    scores_options = False  # no log-likelihoods: runs.generate answers with "generate"
+
     def __init__(self, model: str, base_url: str | None = None,
                  api_key_env: str | None = "OPENAI_API_KEY", max_concurrency: int = 4,
                  timeout: float = 30.0, max_retries: int = 5, max_calls: int | None = None,

@@ -82,6 +82,8 @@ def generate(model: str, dataset: str, split: str = "eval", limit: int | None = 
     order.
     """
     records = data.load(dataset, split, limit=limit, source=source)
+    if cfg is None and backend is not None and not getattr(backend, "scores_options", True):
+        cfg = AnswerConfig("generate")  # e.g. an API model: no log-likelihoods to score options
     cfg = cfg or default_config(dataset, model)
     if isinstance(backend, type):
         raise TypeError("pass a backend instance or a zero-argument factory, not a class")

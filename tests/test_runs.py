@@ -221,3 +221,15 @@ def test_load_answers_returns_all_runs(gen):
     assert len(runs.load_answers(dataset="gsm8k")) == 7
     assert len(runs.load_answers(model="fake", dataset="commonsenseqa")) == 6
     assert runs.load_answers(model="nope").empty
+
+
+def test_a_backend_that_cannot_score_options_answers_by_generating(gen):
+    class NoScores(FakeBackend):
+        scores_options = False
+
+        def loglikelihood(self, requests):
+            raise NotImplementedError("an API model has no log-likelihoods")
+
+    df = gen("commonsenseqa", backend=NoScores(respond=lambda p: "B"))
+    assert set(df["style"]) == {"generate"} and df["option_scores"].isna().all()
+    assert df["extracted"].notna().all()
