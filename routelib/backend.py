@@ -301,8 +301,8 @@ class TransformersBackend:
                 if r.top_k:
                     v, i = logp[j].topk(r.top_k)
                     tops[row].append(list(zip(v.tolist(), i.tolist())))
-                text = self.tok.decode(new[row], skip_special_tokens=True)
-                if r.stop and cut_at_stop(text, r.stop)[1]:
+                if r.stop and cut_at_stop(self.tok.decode(new[row], skip_special_tokens=True),
+                                          r.stop)[1]:
                     reason[row] = "stop"
                 elif len(new[row]) < r.max_new_tokens:
                     keep.append(j)

@@ -36,8 +36,7 @@ MEANS_COLUMNS = (R.SLM, R.LLM, R.METHOD, "slm_accuracy", "llm_accuracy") + SUMMA
     + ("datasets", "beats_random")
 TOP_K_TABLE_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD) + R.TOP_K_COLUMNS
 COST_COLUMNS = (R.SLM, R.METHOD, "datasets", R.RATIO, R.ACCURACY, R.ROUTED, R.COST, R.LATENCY)
-SHIFT_SUMMARY_COLUMNS = (R.SLM, R.METHOD, "datasets", "ks_mean", "ks_max", "w_rank_mean",
-                         "w_rank_max")
+SHIFT_SUMMARY_COLUMNS = study.SHIFT_SUMMARY_COLUMNS
 
 
 # ---- answers (chapter 1) -------------------------------------------------------------------
@@ -202,29 +201,14 @@ def cost_view(sim: pd.DataFrame, methods: dict, cost_model: R.CostModel | None =
 
 
 def relative_accuracy(cached: Cached, keep_fractions=None) -> pd.DataFrame:
-    """:func:`routelib.plots.relative_accuracy_table` on the routable items, one (slm, method)
-    at a time against the LLM rows of the same items (a verbalized method's discarded items
-    leave its table, as in :func:`routelib.study.simulate_routable`)."""
-    from . import plots
-    rows = study.routable(cached.conf)
-    if rows.empty or cached.llm.empty:
+    """:func:`routelib.study.relative_accuracy_routable`; empty when nothing is cached."""
+    if study.routable(cached.conf).empty or cached.llm.empty:
         return pd.DataFrame(columns=list(TOP_K_TABLE_COLUMNS))
-    kw = {} if keep_fractions is None else {"keep_fractions": keep_fractions}
-    return pd.concat([plots.relative_accuracy_table(g, study.matched_llm(g, cached.llm), **kw)
-                      for _, g in rows.groupby([R.SLM, R.METHOD], sort=False)],
-                     ignore_index=True)
+    return study.relative_accuracy_routable(cached.conf, cached.llm, keep_fractions)
 
 
 # ---- distributions (chapter 5) -------------------------------------------------------------
-def shift_summary(shift: pd.DataFrame) -> pd.DataFrame:
-    """Mean and max over datasets of the KS statistic and rank-Wasserstein distance, per
-    (slm, method) of a :func:`routelib.distributions.distribution_shift` table."""
-    if shift.empty:
-        return pd.DataFrame(columns=list(SHIFT_SUMMARY_COLUMNS))
-    out = shift.groupby([R.SLM, R.METHOD], sort=False).agg(
-        datasets=(R.DATASET, "nunique"), ks_mean=(D.KS, "mean"), ks_max=(D.KS, "max"),
-        w_rank_mean=(D.WASSERSTEIN_RANK, "mean"), w_rank_max=(D.WASSERSTEIN_RANK, "max"))
-    return out.reset_index()
+shift_summary = study.shift_summary
 
 
 def decompose(shift: pd.DataFrame, value: str = D.WASSERSTEIN_RANK) -> pd.DataFrame:
@@ -269,26 +253,11 @@ def transfer(cached: Cached, methods, runs: int = 3):
 
 
 def export_calibration_sets(cached: Cached, methods, export_dir: str) -> pd.DataFrame:
-    """Algorithm 1 on all routable rows of each (slm, method), exported with
-    :func:`routelib.calibration.export_calibration_set` under ``export_dir`` (relative to the
-    repository root unless absolute). One row per set: its CSV path as given, items drawn,
-    items pooled, datasets pooled and non-empty bins that yielded no item."""
+    """:func:`routelib.study.export_calibration_sets` for every SLM under ``export_dir``
+    (relative to the repository root unless absolute); paths shown as given."""
     root = Path(export_dir) if Path(export_dir).is_absolute() else REPO_ROOT / export_dir
-    rows = []
-    for slm in cached.slms:
-        for m in methods:
-            pool = study.pooled_for(cached.conf, slm, m)
-            if pool.empty:
-                continue
-            c = cal.build_calibration_set(pool)
-            csv = cal.export_calibration_set(c, root / f"{slm}__{m}")
-            meta = c.attrs["calibration"]
-            rows.append({R.SLM: slm, R.METHOD: m,
-                         "csv": str(Path(export_dir) / csv.relative_to(root)),
-                         "items": len(c), "pooled": meta["n_pooled"],
-                         "datasets": len(meta["datasets"]),
-                         "empty_sampled_bins": meta["empty_sampled_bins"]})
-    return pd.DataFrame(rows)
+    return study.export_calibration_sets(cached.conf, cached.slms, methods, root,
+                                         shown_as=Path(export_dir))
 
 
 # ---- executed notebooks --------------------------------------------------------------------

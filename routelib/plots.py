@@ -80,6 +80,17 @@ def _facets(n: int, col_wrap: int, width: float = 4.0, height: float = 3.2):
     return fig, list(axes.flat[:n])
 
 
+def _dataset_panels(t: pd.DataFrame, dataset, what: str, col_wrap: int):
+    """``(rows of the picked datasets, their names in table order, figure, axes)``: one
+    panel per dataset (``dataset``: a name, a list, or ``None`` for all)."""
+    t = _pick(t, DATASET, dataset, what) if dataset is not None else t
+    datasets = list(dict.fromkeys(t[DATASET]))
+    if not datasets:
+        raise ValueError(f"the {what} is empty")
+    fig, axes = _facets(len(datasets), col_wrap)
+    return t, datasets, fig, axes
+
+
 def _legend(fig: Figure, ax) -> None:
     handles, labels = ax.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize="small")
@@ -140,11 +151,7 @@ def routing_curves(sim_table: pd.DataFrame, dataset=None, slm: str | None = None
     check_columns(sim_table, (SLM, LLM, DATASET, METHOD, ROUTER, ACCURACY, ROUTED),
                   "simulation table")
     t = _pick(_pick(sim_table, SLM, slm, "simulation table"), LLM, llm, "simulation table")
-    t = _pick(t, DATASET, dataset, "simulation table") if dataset is not None else t
-    datasets = list(dict.fromkeys(t[DATASET]))
-    if not datasets:
-        raise ValueError("the simulation table is empty")
-    fig, axes = _facets(len(datasets), col_wrap)
+    t, datasets, fig, axes = _dataset_panels(t, dataset, "simulation table", col_wrap)
     for ax, name in zip(axes, datasets):
         d = t[t[DATASET] == name]
         for method in method_order(d.loc[d[ROUTER] == "uq", METHOD]):
@@ -207,11 +214,7 @@ def relative_accuracy(topk_table: pd.DataFrame, dataset=None, slm: str | None = 
         elif value is not None:
             raise ValueError(f"{column}={value!r} given but the top-k table has no {column!r} "
                              "column")
-    t = _pick(t, DATASET, dataset, "top-k table") if dataset is not None else t
-    datasets = list(dict.fromkeys(t[DATASET]))
-    if not datasets:
-        raise ValueError("the top-k table is empty")
-    fig, axes = _facets(len(datasets), col_wrap)
+    t, datasets, fig, axes = _dataset_panels(t, dataset, "top-k table", col_wrap)
     for ax, name in zip(axes, datasets):
         d = t[t[DATASET] == name]
         for method in method_order(d[METHOD]):

@@ -102,16 +102,14 @@ def write(slms, llm: str, limit: int | None = 100, figures: Path | None = None,
     out.append("\n## Confidence distributions across datasets (Fig. 4, Insight 1)\n")
     routable = study.routable(conf)
     shift = D.distribution_shift(routable, reference="pooled")
-    mean_shift = shift.groupby([R.SLM, R.METHOD], sort=False)[
-        [D.KS, D.WASSERSTEIN_RANK]].agg(["mean", "max"])
+    summary = study.shift_summary(shift)
     out.append("Per (SLM, method): KS statistic and rank-Wasserstein distance of each "
                "dataset's confidences to the pooled ones (mean and max over datasets).\n")
     out.append("| slm | method | KS mean | KS max | W-rank mean | W-rank max |")
     out.append("|---|---|---:|---:|---:|---:|")
-    for (slm, m), r in mean_shift.iterrows():
-        out.append(f"| {slm} | {m} | {fmt(r[(D.KS, 'mean')])} | {fmt(r[(D.KS, 'max')])} | "
-                   f"{fmt(r[(D.WASSERSTEIN_RANK, 'mean')])} | "
-                   f"{fmt(r[(D.WASSERSTEIN_RANK, 'max')])} |")
+    for _, r in summary.iterrows():
+        out.append(f"| {r[R.SLM]} | {r[R.METHOD]} | {fmt(r['ks_mean'])} | {fmt(r['ks_max'])} | "
+                   f"{fmt(r['w_rank_mean'])} | {fmt(r['w_rank_max'])} |")
     full = shift.rename(columns={D.WASSERSTEIN_RANK: D.VALUE})
     factors = [f for f in (R.SLM, R.METHOD, R.DATASET) if full[f].nunique() > 1]
     counts = full.groupby(factors).size()
@@ -167,14 +165,8 @@ def write(slms, llm: str, limit: int | None = 100, figures: Path | None = None,
                                  f"calibration_vs_full_{slm}_{m}.png", figures_rel))
     if export is not None:
         out.append("\n## The calibration sets\n")
-        for slm in slms:
-            for m in methods:
-                pool = study.pooled_for(conf, slm, m)
-                if pool.empty:
-                    continue
-                c = cal.build_calibration_set(pool)
-                csv = cal.export_calibration_set(c, Path(export) / f"{slm}__{m}")
-                out.append(f"- `{csv}`: {len(c)} items from {len(pool)} pooled "
-                           f"({c.attrs['calibration']['empty_sampled_bins']} non-empty bins "
-                           "drew no item).")
+        sets = study.export_calibration_sets(conf, slms, methods, Path(export))
+        for _, r in sets.iterrows():
+            out.append(f"- `{r['csv']}`: {r['items']} items from {r['pooled']} pooled "
+                       f"({r['empty_sampled_bins']} non-empty bins drew no item).")
     return "\n".join(out) + "\n"

@@ -14,13 +14,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from . import calibration as cal, data, routing as R, runs
+from pathlib import Path
+
+from . import calibration as cal, data, distributions as D, routing as R, runs
+from .confidence import _refuse  # raises confidence.NotCached, a LookupError
 
 SHARE = 0.95  # "reach 95% of the LLM's accuracy"
-
-
-def _refuse():
-    raise LookupError("not in the cache")
+SHIFT_SUMMARY_COLUMNS = (R.SLM, R.METHOD, "datasets", "ks_mean", "ks_max", "w_rank_mean",
+                         "w_rank_max")
 
 
 def llm_answers(llm: str, datasets=None, limit: int | None = 100, split: str = "eval",
@@ -141,6 +142,39 @@ def spearman_matrix(conf_table: pd.DataFrame, slm: str) -> pd.DataFrame:
         wide = g.pivot(index=R.ITEM_ID, columns=R.METHOD, values=R.CONFIDENCE)
         mats.append(wide.corr(method="spearman"))
     return sum(mats) / len(mats) if mats else pd.DataFrame()
+
+
+def shift_summary(shift: pd.DataFrame) -> pd.DataFrame:
+    """Mean and max over datasets of the KS statistic and rank-Wasserstein distance, per
+    (slm, method) of a :func:`routelib.distributions.distribution_shift` table."""
+    if shift.empty:
+        return pd.DataFrame(columns=list(SHIFT_SUMMARY_COLUMNS))
+    out = shift.groupby([R.SLM, R.METHOD], sort=False).agg(
+        datasets=(R.DATASET, "nunique"), ks_mean=(D.KS, "mean"), ks_max=(D.KS, "max"),
+        w_rank_mean=(D.WASSERSTEIN_RANK, "mean"), w_rank_max=(D.WASSERSTEIN_RANK, "max"))
+    return out.reset_index()
+
+
+def export_calibration_sets(conf_table: pd.DataFrame, slms, methods, root: Path,
+                            shown_as: Path | None = None) -> pd.DataFrame:
+    """Algorithm 1 on all routable rows of each (slm, method), exported with
+    :func:`routelib.calibration.export_calibration_set` to ``root/<slm>__<method>/``. One row
+    per set: ``csv`` (under ``shown_as`` instead of ``root`` when given), items drawn, items and
+    datasets pooled, and non-empty bins that yielded no item."""
+    rows = []
+    for slm in slms:
+        for m in methods:
+            pool = pooled_for(conf_table, slm, m)
+            if pool.empty:
+                continue
+            c = cal.build_calibration_set(pool)
+            csv = cal.export_calibration_set(c, Path(root) / f"{slm}__{m}")
+            meta = c.attrs["calibration"]
+            shown = Path(shown_as) / csv.relative_to(root) if shown_as is not None else csv
+            rows.append({R.SLM: slm, R.METHOD: m, "csv": str(shown), "items": len(c),
+                         "pooled": meta["n_pooled"], "datasets": len(meta["datasets"]),
+                         "empty_sampled_bins": meta["empty_sampled_bins"]})
+    return pd.DataFrame(rows)
 
 
 def fmt(x, digits: int = 3) -> str:
