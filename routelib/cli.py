@@ -166,8 +166,16 @@ def cmd_routing(args) -> int:
 
 def cmd_route(args) -> int:
     import json
-    from . import router
-    slm = lazy_backend(args.slm)()
+    from . import router, uq
+    # everything that can be checked without a model, before loading one
+    models.get_spec(args.slm)
+    router.make_record(args.question, args.choices, args.context, args.kind)
+    if args.method not in uq.METHODS:
+        raise router.RouterError(f"UQ method {args.method!r} is not known; known: "
+                                 f"{', '.join(uq.METHODS)}")
+    if args.method in uq.PROBE_METHODS and not args.probe:
+        raise router.RouterError(f"method {args.method!r} needs --probe (a probe saved by "
+                                 "`python -m routelib probe`)")
     if args.threshold is not None:
         threshold = args.threshold
     else:
@@ -180,6 +188,7 @@ def cmd_route(args) -> int:
                             api_key_env=args.api_key_env, timeout=args.timeout)
     else:
         llm = lazy_backend(args.llm)() if args.llm != "none" else None
+    slm = lazy_backend(args.slm)()
     probe = None
     if args.probe:
         from .probe import MLPProbe
@@ -363,6 +372,11 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (data.DataError, models.ModelError, config.ConfigError) as exc:
         print(f"routelib: error: {exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        if not type(exc).__module__.startswith("routelib."):
+            raise
+        print(f"routelib: error: {exc}", file=sys.stderr)  # bad input caught by routelib
         return 2
     except KeyboardInterrupt:
         print("\nroutelib: interrupted; completed chunks are saved, rerun to resume",

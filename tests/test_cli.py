@@ -202,3 +202,17 @@ def test_a_command_is_required(capsys):
     with pytest.raises(SystemExit) as exc:
         cli.main([])
     assert exc.value.code == 2
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["route", "--method", "entropy", "--threshold", "0.5", "hi"], "UQ method 'entropy'"),
+    (["route", "--threshold", "0.5", "  "], "the question is empty"),
+    (["route", "--calibration", "/nonexistent", "hello"], "no calibration set at"),
+    (["route", "--method", "trained_probe", "--threshold", "0.5", "hi"], "needs --probe"),
+    (["route", "--slm", "foo", "--threshold", "0.5", "hi"], "model 'foo' is not known"),
+])
+def test_route_refuses_bad_input_before_loading_a_model(argv, message, capsys, monkeypatch):
+    from routelib import cli
+    monkeypatch.setattr(cli, "lazy_backend", lambda *a, **k: pytest.fail("loaded a model"))
+    assert cli.main(argv) == 2
+    assert message in capsys.readouterr().err
