@@ -185,7 +185,8 @@ def cmd_route(args) -> int:
     if args.llm_base_url:
         from .openai_backend import OpenAIBackend
         llm = OpenAIBackend(args.llm_model, base_url=args.llm_base_url,
-                            api_key_env=args.api_key_env, timeout=args.timeout)
+                            api_key_env=args.api_key_env, timeout=args.timeout,
+                            max_retries=args.retries)
     else:
         llm = lazy_backend(args.llm)() if args.llm != "none" else None
     slm = lazy_backend(args.slm)()
@@ -202,6 +203,44 @@ def cmd_route(args) -> int:
         print(f"[tier={res.tier} confidence={res.confidence:.4f} threshold={res.threshold:.4f} "
               f"method={res.method} latency={res.latency_s.get('total')}s"
               + (f" error={res.error}" if res.error else "") + "]")
+    return 0
+
+
+def cmd_judge(args) -> int:
+    import pandas as pd
+    from . import confidence, judge
+    for slm in args.slm:
+        models.get_spec(slm)
+    datasets = list(judge.FREE_FORM) if args.dataset == ["all"] else args.dataset
+    for ds in datasets:
+        if ds not in judge.FREE_FORM:
+            raise judge.JudgeError(f"{ds!r} is not a free-form dataset; free-form: "
+                                   f"{', '.join(judge.FREE_FORM)}")
+    if args.judge_base_url:
+        from .openai_backend import OpenAIBackend
+        name = args.judge_model
+        backend = OpenAIBackend(args.judge_model, base_url=args.judge_base_url,
+                                api_key_env=args.api_key_env, timeout=args.timeout,
+                                max_concurrency=args.concurrency)
+    else:
+        name = args.judge
+        models.get_spec(name)
+        backend = lazy_backend(name, args.batch_size)
+    tables, confs = [], []
+    for slm in args.slm:
+        tables.append(judge.judge_table(slm, name, datasets, backend=backend,
+                                        limit=args.limit or None))
+        path = confidence.table_path(slm, args.limit or None)
+        if path.exists():
+            confs.append(pd.read_parquet(path))
+    table = pd.concat(tables, ignore_index=True)
+    agr = judge.agreement(table)
+    print(agr.round(3).to_string(index=False))
+    if args.markdown:
+        conf = pd.concat(confs, ignore_index=True) if confs else None
+        with open(args.markdown, "w", encoding="utf-8") as fh:
+            fh.write(judge.judge_markdown(table, conf, limit=args.limit or None))
+        print(f"wrote {args.markdown}")
     return 0
 
 
@@ -345,9 +384,36 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--api-key-env", default="OPENAI_API_KEY",
                    help="environment variable holding the API key (never printed or stored)")
     q.add_argument("--timeout", type=float, default=30.0, help="LLM request timeout, seconds")
+    q.add_argument("--retries", type=int, default=2,
+                   help="LLM retries on 429/5xx/timeouts (exponential backoff) before falling "
+                        "back to the SLM's answer")
     q.add_argument("--probe", help="a fitted probe saved with MLPProbe.save (probe methods)")
     q.add_argument("--json", action="store_true", help="print the full result as JSON")
     q.set_defaults(func=cmd_route)
+
+    j = sub.add_parser("judge", help="grade free-form answers with an LLM judge; agreement "
+                                     "(Cohen's kappa) with the rule-based grader",
+                       description="LLM-as-judge: the judge (a registered local model, or an "
+                                   "OpenAI-compatible endpoint with --judge-base-url) says yes/no "
+                                   "to each cached SLM answer of the free-form datasets; verdicts "
+                                   "are cached and resumable. Prints agreement per dataset; "
+                                   "--markdown writes the page with the disagreements and the "
+                                   "AUROC shift (needs the SLM's saved confidence table).")
+    j.add_argument("--slm", nargs="+", default=["smollm2-135m"], help="registered SLM(s) whose "
+                   "cached answers are judged")
+    j.add_argument("--dataset", nargs="+", default=["all"],
+                   help="free-form dataset(s) or 'all' (gsm8k, multiarith, svamp, coqa)")
+    j.add_argument("--limit", type=int, default=100, help="items per dataset (default 100)")
+    j.add_argument("--judge", default="qwen2.5-coder-0.5b", help="registered local judge model")
+    j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint (overrides --judge)")
+    j.add_argument("--judge-model", default="gpt-4o-mini", help="model name at the endpoint")
+    j.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                   help="environment variable holding the API key (never printed or stored)")
+    j.add_argument("--timeout", type=float, default=60.0, help="request timeout, seconds")
+    j.add_argument("--concurrency", type=int, default=4, help="requests in flight at most")
+    j.add_argument("--batch-size", type=int, default=16, help="local judge: sequences per pass")
+    j.add_argument("--markdown", help="write the judge page here")
+    j.set_defaults(func=cmd_judge)
 
     pb = sub.add_parser("probe", help="train a correctness probe on train-split hidden states of "
                                       "several datasets and save it (for `route --probe`)")

@@ -193,12 +193,23 @@ def load(name: str, dev: str | None = None):
         model = AutoModelForCausalLM.from_pretrained(spec.hub_id, revision=spec.revision,
                                                      dtype=_dtype(dev))
         return model.to(dev).eval(), tok
-    cache = _model_dir(spec) / "safetensors"
-    if not _cache_valid(cache, spec):
-        _build_cache(spec, cache)
+    cache = local_dir(name)
     tok = AutoTokenizer.from_pretrained(cache)
     model = AutoModelForCausalLM.from_pretrained(cache, dtype=_dtype(dev))
     return model.to(dev).eval(), tok
+
+
+def local_dir(name: str) -> Path:
+    """A transformers model directory (config, tokenizer, safetensors) of an embedded model,
+    built from its GGUF on first use: what ``from_pretrained`` or a server such as
+    ``llm-katan -b transformers -m <dir>`` loads."""
+    spec = get_spec(name)
+    if not spec.embedded:
+        raise ModelError(f"{name} is not embedded: it loads from the hub as {spec.hub_id}")
+    cache = _model_dir(spec) / "safetensors"
+    if not _cache_valid(cache, spec):
+        _build_cache(spec, cache)
+    return cache
 
 
 def _cache_valid(cache: Path, spec: ModelSpec) -> bool:

@@ -165,7 +165,10 @@ def write(slms, llm: str, limit: int | None = 100, figures: Path | None = None,
                                  f"calibration_vs_full_{slm}_{m}.png", figures_rel))
     if export is not None:
         out.append("\n## The calibration sets\n")
-        sets = study.export_calibration_sets(conf, slms, methods, Path(export))
+        out.append("One per SLM and method (the router's `--ratio` reads its threshold from "
+                   "them; probe methods also need the saved probe).\n")
+        every = list(dict.fromkeys(conf[R.METHOD]))
+        sets = study.export_calibration_sets(conf, slms, every, Path(export))
         for _, r in sets.iterrows():
             out.append(f"- `{r['csv']}`: {r['items']} items from {r['pooled']} pooled "
                        f"({r['empty_sampled_bins']} non-empty bins drew no item).")

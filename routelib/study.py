@@ -25,14 +25,18 @@ SHIFT_SUMMARY_COLUMNS = (R.SLM, R.METHOD, "datasets", "ks_mean", "ks_max", "w_ra
 
 
 def llm_answers(llm: str, datasets=None, limit: int | None = 100, split: str = "eval",
-                cached_only: bool = True) -> pd.DataFrame:
+                cached_only: bool = True, backend=None) -> pd.DataFrame:
     """Rows (llm, dataset, item_id, correct) of ``llm``'s cached greedy answers (its default
     answer configuration). With ``cached_only`` a dataset not fully cached raises
-    ``LookupError``; otherwise the model is loaded to answer what is missing."""
+    ``LookupError``; otherwise the model is loaded to answer what is missing.
+
+    ``backend``: where the LLM tier runs instead of the registered local model, e.g. an
+    :class:`routelib.openai_backend.OpenAIBackend` for an endpoint; its answers are cached
+    under ``llm`` with the backend's model id, and the rows have the same columns."""
     frames = []
     for ds in data.iter_datasets(datasets):
         df = runs.generate(llm, ds, split, limit=limit, progress=False,
-                           backend=_refuse if cached_only else None)
+                           backend=backend or (_refuse if cached_only else None))
         frames.append(pd.DataFrame({R.LLM: llm, R.DATASET: ds, R.ITEM_ID: df["item_id"],
                                     R.CORRECT: df["correct"].astype(bool)}))
     return pd.concat(frames, ignore_index=True)

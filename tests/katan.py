@@ -34,8 +34,13 @@ def free_port() -> int:
 
 
 class Katan:
-    def __init__(self, *options: str, log_dir: Path, served: str = "katan-echo"):
+    """``model_dir``: serve that transformers model directory (llm-katan's transformers backend,
+    float32, no int8 quantization) under the name ``served`` instead of the echo backend."""
+
+    def __init__(self, *options: str, log_dir: Path, served: str = "katan-echo",
+                 model_dir: Path | None = None):
         self.options, self.served, self.port = list(options), served, free_port()
+        self.model_dir = model_dir
         self.log = log_dir / f"katan-{self.port}.log"
         self.proc: subprocess.Popen | None = None
 
@@ -45,10 +50,13 @@ class Katan:
 
     def start(self, timeout: float = 30.0) -> "Katan":
         # "-d cpu" keeps llm-katan from importing torch to pick a device; no stats file
-        cmd = [sys.executable, "-m", "llm_katan.cli", "-m", self.served, "-b", "echo", "-d", "cpu",
+        what = (["-m", self.served, "-b", "echo"] if self.model_dir is None else
+                ["-m", str(self.model_dir), "-n", self.served, "-b", "transformers",
+                 "--no-quantize"])
+        cmd = [sys.executable, "-m", "llm_katan.cli", *what, "-d", "cpu",
                "-h", "127.0.0.1", "-p", str(self.port), "--stats-file", "", "--disable-dashboard",
                "--log-level", "warning", *self.options]
-        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + timeout
@@ -136,10 +144,11 @@ class _Servers:
     def __init__(self, log_dir: Path):
         self.log_dir, self.started = log_dir, []
 
-    def __call__(self, *options: str) -> Katan:
-        k = Katan(*options, log_dir=self.log_dir)
+    def __call__(self, *options: str, model_dir: Path | None = None, served: str = "katan-echo",
+                 timeout: float = 30.0) -> Katan:
+        k = Katan(*options, log_dir=self.log_dir, model_dir=model_dir, served=served)
         self.started.append(k)
-        return k.start()
+        return k.start(timeout)
 
     def proxy(self, upstream: Katan, script: list | None = None) -> FaultProxy:
         p = FaultProxy(upstream, script)

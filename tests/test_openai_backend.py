@@ -217,3 +217,59 @@ def test_the_api_key_is_in_no_file_and_no_error(katan, katan_echo, use_data_dir,
     text = "".join(traceback.format_exception(info.value))
     assert "HTTP 401" in text and "got '***'" in text and SECRET not in text
     assert be.stats["api_calls"] == 1                # a 401 is not retried
+
+
+KILL_SCRIPT = """
+import sys
+from routelib import runs
+from routelib.answer import AnswerConfig
+from routelib.openai_backend import OpenAIBackend
+be = OpenAIBackend(sys.argv[2], base_url=sys.argv[1], max_concurrency=1)
+runs.generate(sys.argv[2], "gsm8k", backend=be, cfg=AnswerConfig("generate"), chunk_size=1,
+              progress=False)
+"""
+
+
+def test_a_run_killed_with_sigkill_resumes_to_the_same_table(katan, use_data_dir,
+                                                              fresh_cache_dir, tmp_path,
+                                                              monkeypatch):
+    import os
+    import signal
+    import subprocess
+    import sys
+    server = katan("--latency-ms", "400")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, server.url, MODEL], env=env,
+                            stderr=subprocess.PIPE)
+    folder = fresh_cache_dir / "answers" / MODEL / "gsm8k"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(folder.glob("*/part-*.parquet")):
+        assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)                 # no cleanup, no atexit, mid-request
+    proc.wait(10)
+    before = stored(fresh_cache_dir)
+    assert 1 <= len(before) < 5
+    be = backend(server.url)
+    resumed = run(be)
+    assert be.stats["requests"] == 5 - len(before)     # only the missing items, none twice
+    assert len(stored(fresh_cache_dir)) == 5 and resumed["item_id"].is_unique
+    monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(tmp_path / "uninterrupted"))
+    whole = run(backend(server.url))
+    cols = ["item_id", "prompt", "response", "extracted", "correct", "model_id"]
+    # the echo reply carries its clock time: the one volatile part
+    for df in (resumed, whole):
+        df["response"] = df["response"].str.replace(r" time=\S+", "", regex=True)
+    pd.testing.assert_frame_equal(resumed[cols], whole[cols])
+
+
+def test_the_llm_tier_from_an_endpoint_has_the_local_tiers_columns(katan_echo, use_data_dir):
+    from routelib import study
+    be = backend(katan_echo.url)
+    api = study.llm_answers(MODEL, ["gsm8k", "commonsenseqa"], limit=3, backend=be)
+    assert list(api.columns) == ["llm", "dataset", "item_id", "correct"]
+    assert len(api) == 6 and set(api["dataset"]) == {"gsm8k", "commonsenseqa"}
+    calls = be.stats["api_calls"]
+    again = study.llm_answers(MODEL, ["gsm8k", "commonsenseqa"], limit=3, backend=be)
+    assert be.stats["api_calls"] == calls                # cached: no second call
+    pd.testing.assert_frame_equal(api, again)
