@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e ".[models,book,dev]"
 	touch $@
 
-# main job: answers for every embedded model x dataset (cached ones are reused), then the table
+# main job: answers for every embedded model x dataset (cached ones are reused) and the accuracy
+# table, then every chapter executed by papermill from the cache, then the HTML book
 reproduce: setup
 	$(BIN)/python -m routelib accuracy --model $(MODELS) --limit $(LIMIT) --markdown docs/accuracy_table.md --gaps docs/tier_gaps.md
+	$(MAKE) notebooks book
 
 select: setup
 	$(BIN)/python -m routelib select --model $(MODELS)
@@ -35,7 +37,7 @@ clean-env:
 # notebooks/NN_*.ipynb (sources, no outputs) -> book/chapters/NN_*.ipynb (executed by papermill,
 # from the cache only: quick=True) -> _build/html (jupyter-book renders, never executes).
 # Other parameters for every chapter: make notebooks NB_PARAMS="-p limit 100"
-.PHONY: kernel notebooks book
+.PHONY: kernel notebooks book browser-check
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NB_PARAMS ?=
 
@@ -54,3 +56,7 @@ notebooks: kernel
 
 book: setup
 	$(BIN)/jupyter-book build . --config _config.yml --toc book/_toc.yml
+
+# the built book in headless Chromium: pages, images, internal links; screenshots in _build/screenshots
+browser-check: setup
+	$(BIN)/python -m pytest -q tests/test_book_browser.py
