@@ -271,6 +271,8 @@ def auroc_by_grader(conf_table: pd.DataFrame, table: pd.DataFrame) -> pd.DataFra
         rule = metrics.auroc(g["confidence"], g["correct"].astype(bool))
         judged = metrics.auroc(g["confidence"], g["judge_correct"].astype(bool))
         out.append({"slm": slm, "dataset": ds, "method": method, "items": len(g),
+                    "right_rule": int(g["correct"].astype(bool).sum()),
+                    "right_judge": int(g["judge_correct"].astype(bool).sum()),
                     "auroc_rule": rule, "auroc_judge": judged,
                     "delta": (judged - rule) if rule is not None and judged is not None
                     else None})
@@ -309,7 +311,15 @@ def judge_markdown(table: pd.DataFrame, conf_table: pd.DataFrame | None = None,
         ab = auroc_by_grader(conf_table, table)
         out.append("\n## How the grader moves AUROC\n")
         out.append("AUROC of each method with the rule-based grades vs. the judge's, on the "
-                   "same items (judge-discarded items and discarded confidences left out).\n")
+                   "same items (judge-discarded items and discarded confidences left out). "
+                   "Where one grader finds only a handful of right answers, its AUROC rests on "
+                   "those few items; the counts are below.\n")
+        counts = ab[ab["method"] == "perplexity"] if (ab["method"] == "perplexity").any() \
+            else ab.drop_duplicates(["slm", "dataset"])
+        for _, r in counts.iterrows():
+            out.append(f"- {r['slm']} / {r['dataset']}: {r['items']} items, right by the rule "
+                       f"{r['right_rule']}, by the judge {r['right_judge']}")
+        out.append("")
         piv = ab.pivot_table(index="method", columns="dataset", values="delta", aggfunc="first")
         out.append("Change in AUROC (judge minus rule):\n")
         out.append(piv.to_markdown(floatfmt="+.3f"))
