@@ -244,6 +244,19 @@ def cmd_judge(args) -> int:
     return 0
 
 
+def cmd_findings(args) -> int:
+    from pathlib import Path
+    from . import findings
+    for slm in args.slm:
+        models.get_spec(slm)
+    text = findings.render(findings.facts(args.slm, args.llm, limit=args.limit or None,
+                                          judge_name=args.judge or None),
+                           Path(args.template))
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def cmd_probe(args) -> int:
     import numpy as np
     from . import confidence, probe as P
@@ -414,6 +427,19 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--batch-size", type=int, default=16, help="local judge: sequences per pass")
     j.add_argument("--markdown", help="write the judge page here")
     j.set_defaults(func=cmd_judge)
+
+    fd = sub.add_parser("findings", help="render the book's findings page from the cache",
+                        description="Compute every number of the findings page from the cached "
+                                    "results (no model is loaded) and fill the template "
+                                    "book/findings.md.in with them.")
+    fd.add_argument("--slm", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    fd.add_argument("--llm", default="qwen2.5-coder-0.5b", help="the LLM tier")
+    fd.add_argument("--limit", type=int, default=100, help="items per dataset")
+    fd.add_argument("--judge", default="qwen2.5-coder-0.5b",
+                    help="judge whose cached verdicts to report ('' for none)")
+    fd.add_argument("--template", default="book/findings.md.in")
+    fd.add_argument("--out", default="book/findings.md")
+    fd.set_defaults(func=cmd_findings)
 
     pb = sub.add_parser("probe", help="train a correctness probe on train-split hidden states of "
                                       "several datasets and save it (for `route --probe`)")

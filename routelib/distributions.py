@@ -95,6 +95,27 @@ def distribution_shift(conf_table: pd.DataFrame, reference: str = "pooled") -> p
     return pd.DataFrame(rows, columns=list(SHIFT_COLUMNS))
 
 
+SLM_SHIFT_COLUMNS = (METHOD, DATASET, "slm_a", "slm_b", "n_a", "n_b", KS)
+
+
+def slm_shift(conf_table: pd.DataFrame) -> pd.DataFrame:
+    """KS statistic between two SLMs' confidences on the same (method, dataset), for every pair
+    of SLMs (:data:`SLM_SHIFT_COLUMNS`): how far the *model* moves the distribution when the
+    data and the method are held fixed. Compare with :func:`distribution_shift`
+    (``reference="others"``), which moves the dataset and holds the model and method fixed."""
+    check_columns(conf_table, (SLM, METHOD, DATASET, CONFIDENCE), "confidence table")
+    rows = []
+    for (method, dataset), group in conf_table.groupby([METHOD, DATASET], sort=False):
+        per = {s: g[CONFIDENCE].to_numpy(float) for s, g in group.groupby(SLM, sort=False)}
+        per = {s: x[np.isfinite(x)] for s, x in per.items()}
+        names = [s for s in per if len(per[s])]
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                rows.append((method, dataset, a, b, len(per[a]), len(per[b]),
+                             float(stats.ks_2samp(per[a], per[b]).statistic)))
+    return pd.DataFrame(rows, columns=list(SLM_SHIFT_COLUMNS))
+
+
 def confidence_summary(conf_table: pd.DataFrame, stat: str = "median") -> pd.DataFrame:
     """One summary of the confidences per (slm, method, dataset): columns slm, method, dataset,
     value (``stat`` in :data:`SUMMARIES`; ``std`` is the sample standard deviation, ddof=1)."""

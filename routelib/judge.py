@@ -31,6 +31,7 @@ import pandas as pd
 
 from . import config, data, metrics, runs, statcache
 from .backend import GenRequest
+from .locks import folder_lock
 
 JUDGE_VERSION = 1
 JUDGE_MAX_NEW_TOKENS = 8
@@ -131,6 +132,8 @@ def judge_dataset(slm: str, dataset: str, judge: str, backend=None, limit: int |
     holder = {"b": backend if hasattr(backend, "generate") else None}
     model_id = _judge_model_id(judge, holder["b"])
     path = judge_dir(spec, judge, model_id)
+    if cached_only and not path.is_dir():
+        raise NotCached(f"no judge verdicts of {judge} on {slm} {dataset} are cached")
     path.mkdir(parents=True, exist_ok=True)
     meta = path / "judge.json"
     if not meta.exists():
@@ -138,42 +141,43 @@ def judge_dataset(slm: str, dataset: str, judge: str, backend=None, limit: int |
                                     "template": JUDGE_TEMPLATE, "version": JUDGE_VERSION,
                                     "max_new_tokens": JUDGE_MAX_NEW_TOKENS}, indent=1,
                                    sort_keys=True))
-    have = runs.read_parts(path)
-    done = set(have["item_id"]) if len(have) else set()
-    todo = [i for i, r in enumerate(records) if r.id not in done]
-    if todo:
-        if cached_only:
-            raise NotCached(f"{len(todo)} judge verdict(s) of {judge} on {slm} {dataset} are not "
-                            "cached")
-        if holder["b"] is None:
-            if callable(backend):
-                holder["b"] = backend()
-            else:
-                from .backend import TransformersBackend
-                holder["b"] = TransformersBackend.from_registry(judge)
-        b = holder["b"]
-        if b.model_id != model_id:
-            raise JudgeError(f"judge backend has model_id {b.model_id!r}, expected {model_id!r}")
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
-                       desc=f"judge {judge} on {slm} {dataset}")
-        todo.sort(key=lambda i: runs._length_key(records[i]))
-        for start in range(0, len(todo), chunk_size):
-            idx = todo[start:start + chunk_size]
-            t0 = time.perf_counter()
-            gens = b.generate(_requests(b, [records[i] for i in idx], [rows[i] for i in idx]))
-            statcache._write_part(path, [{"item_id": records[i].id, "judge_text": g[0].text}
-                                    for i, g in zip(idx, gens)])
-            with open(path / "timings.jsonl", "a") as fh:
-                fh.write(json.dumps({"items": len(idx),
-                                     "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
-            if bar is not None:
-                bar.update(len(idx))
-        if bar is not None:
-            bar.close()
+    with folder_lock(path):
         have = runs.read_parts(path)
+        done = set(have["item_id"]) if len(have) else set()
+        todo = [i for i, r in enumerate(records) if r.id not in done]
+        if todo:
+            if cached_only:
+                raise NotCached(f"{len(todo)} judge verdict(s) of {judge} on {slm} {dataset} are not "
+                                "cached")
+            if holder["b"] is None:
+                if callable(backend):
+                    holder["b"] = backend()
+                else:
+                    from .backend import TransformersBackend
+                    holder["b"] = TransformersBackend.from_registry(judge)
+            b = holder["b"]
+            if b.model_id != model_id:
+                raise JudgeError(f"judge backend has model_id {b.model_id!r}, expected {model_id!r}")
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
+                           desc=f"judge {judge} on {slm} {dataset}")
+            todo.sort(key=lambda i: runs._length_key(records[i]))
+            for start in range(0, len(todo), chunk_size):
+                idx = todo[start:start + chunk_size]
+                t0 = time.perf_counter()
+                gens = b.generate(_requests(b, [records[i] for i in idx], [rows[i] for i in idx]))
+                statcache._write_part(path, [{"item_id": records[i].id, "judge_text": g[0].text}
+                                        for i, g in zip(idx, gens)])
+                with open(path / "timings.jsonl", "a") as fh:
+                    fh.write(json.dumps({"items": len(idx),
+                                         "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+                if bar is not None:
+                    bar.update(len(idx))
+            if bar is not None:
+                bar.close()
+            have = runs.read_parts(path)
     text = dict(zip(have["item_id"], have["judge_text"]))
     verdicts = [parse_verdict(text[r.id]) for r in records]
     return pd.DataFrame({

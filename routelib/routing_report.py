@@ -110,18 +110,14 @@ def write(slms, llm: str, limit: int | None = 100, figures: Path | None = None,
     for _, r in summary.iterrows():
         out.append(f"| {r[R.SLM]} | {r[R.METHOD]} | {fmt(r['ks_mean'])} | {fmt(r['ks_max'])} | "
                    f"{fmt(r['w_rank_mean'])} | {fmt(r['w_rank_max'])} |")
-    full = shift.rename(columns={D.WASSERSTEIN_RANK: D.VALUE})
-    factors = [f for f in (R.SLM, R.METHOD, R.DATASET) if full[f].nunique() > 1]
-    counts = full.groupby(factors).size()
-    if len(factors) > 1 and (counts == 1).all() and len(counts) == \
-            pd.MultiIndex.from_product([full[f].unique() for f in factors]).size:
-        dec = D.variance_decomposition(full, D.VALUE, factors)
+    dec = study.decompose(shift)
+    if len(dec):
         out.append("\nWhich factor the shift varies with (sum-of-squares shares of the "
-                   "rank-Wasserstein distance; residual = interactions):\n")
+                   f"rank-Wasserstein distance over {dec.attrs['note']}; residual = "
+                   "interactions):\n")
         out.append(dec.to_markdown(index=False, floatfmt=".3f"))
     else:
-        out.append("\n(Variance decomposition needs a full slm x method x dataset table; "
-                   "not every combination is cached yet.)")
+        out.append(f"\n(Variance decomposition {dec.attrs['note']}.)")
     for slm in slms:
         if ((routable[R.SLM] == slm) & (routable[R.METHOD] == "perplexity")).any():
             out.append(_save(plots.confidence_distributions(

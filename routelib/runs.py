@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .locks import folder_lock
 from . import config, data, models
 from .answer import ANSWER_COLUMNS, AnswerConfig, answer_records, default_config
 
@@ -97,40 +98,41 @@ def generate(model: str, dataset: str, split: str = "eval", limit: int | None = 
     meta = path / "run.json"
     if not meta.exists():
         meta.write_text(json.dumps(spec, indent=1, sort_keys=True))
-    done = set(read_parts(path)["item_id"])
-    # longest first, so each chunk's batch holds prompts of similar length (less padding);
-    # the order depends only on the records, so a resumed run cuts the same chunks
-    todo = sorted((r for r in records if r.id not in done), key=_length_key)
-    if todo:
-        if backend is None and lazy is not None:
-            backend = lazy()
-        elif backend is None:
-            from .backend import TransformersBackend
-            backend = TransformersBackend.from_registry(model)
-        if backend.model_id != model_id:
-            raise RunError(f"backend {backend.name!r} has model_id {backend.model_id!r}, "
-                           f"expected {model_id!r}")
-        bar = None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
-                       desc=f"{model} {dataset}")
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start:start + chunk_size]
-            before = dict(getattr(backend, "stats", {}))
-            t0 = time.perf_counter()
-            rows = answer_records(backend, chunk, cfg, split=split)
-            seconds = time.perf_counter() - t0
-            part = _write_part(path, rows)
-            after = getattr(backend, "stats", {})
-            timing = {"part": part.name, "items": len(rows), "seconds": round(seconds, 3),
-                      **{k: after[k] - before.get(k, 0) for k in after}}
-            with open(path / "timings.jsonl", "a") as fh:
-                fh.write(json.dumps(timing) + "\n")
+    with folder_lock(path):
+        done = set(read_parts(path)["item_id"])
+        # longest first, so each chunk's batch holds prompts of similar length (less padding);
+        # the order depends only on the records, so a resumed run cuts the same chunks
+        todo = sorted((r for r in records if r.id not in done), key=_length_key)
+        if todo:
+            if backend is None and lazy is not None:
+                backend = lazy()
+            elif backend is None:
+                from .backend import TransformersBackend
+                backend = TransformersBackend.from_registry(model)
+            if backend.model_id != model_id:
+                raise RunError(f"backend {backend.name!r} has model_id {backend.model_id!r}, "
+                               f"expected {model_id!r}")
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
+                           desc=f"{model} {dataset}")
+            for start in range(0, len(todo), chunk_size):
+                chunk = todo[start:start + chunk_size]
+                before = dict(getattr(backend, "stats", {}))
+                t0 = time.perf_counter()
+                rows = answer_records(backend, chunk, cfg, split=split)
+                seconds = time.perf_counter() - t0
+                part = _write_part(path, rows)
+                after = getattr(backend, "stats", {})
+                timing = {"part": part.name, "items": len(rows), "seconds": round(seconds, 3),
+                          **{k: after[k] - before.get(k, 0) for k in after}}
+                with open(path / "timings.jsonl", "a") as fh:
+                    fh.write(json.dumps(timing) + "\n")
+                if bar is not None:
+                    bar.update(len(rows))
             if bar is not None:
-                bar.update(len(rows))
-        if bar is not None:
-            bar.close()
+                bar.close()
     df = read_parts(path)
     order = {r.id: i for i, r in enumerate(records)}
     df = df[df["item_id"].isin(order)].copy()

@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .locks import folder_lock
 from . import config, data, passes, runs, stats as S
 
 
@@ -137,30 +138,31 @@ def item_stats(model: str, dataset: str, methods: Sequence, split: str = "eval",
                                         "params": passes.PASS_PARAMS[name],
                                         "version": passes.PASS_VERSION}, indent=1,
                                        sort_keys=True, default=list))
-        have = read_pass(path)
-        todo = [i for i, r in enumerate(records) if r.id not in have]
-        todo.sort(key=lambda i: runs._length_key(records[i]))  # longest first, as runs does
-        if todo:
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
-                           desc=f"{model} {dataset} {name}")
-            b = get_backend()
-            for start in range(0, len(todo), chunk_size):
-                idx = todo[start:start + chunk_size]
-                t0 = time.perf_counter()
-                got = passes.PASSES[name](b, [records[i] for i in idx], [rows[i] for i in idx])
-                _write_part(path, [_encode(records[i].id, d) for i, d in zip(idx, got)])
-                with open(path / "timings.jsonl", "a") as fh:
-                    fh.write(json.dumps({"items": len(idx),
-                                         "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
-                for i, d in zip(idx, got):
-                    have[records[i].id] = _decode(_encode(records[i].id, d))
+        with folder_lock(path):
+            have = read_pass(path)
+            todo = [i for i, r in enumerate(records) if r.id not in have]
+            todo.sort(key=lambda i: runs._length_key(records[i]))  # longest first, as runs does
+            if todo:
+                bar = None
+                if progress:
+                    from tqdm.auto import tqdm
+                    bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
+                               desc=f"{model} {dataset} {name}")
+                b = get_backend()
+                for start in range(0, len(todo), chunk_size):
+                    idx = todo[start:start + chunk_size]
+                    t0 = time.perf_counter()
+                    got = passes.PASSES[name](b, [records[i] for i in idx], [rows[i] for i in idx])
+                    _write_part(path, [_encode(records[i].id, d) for i, d in zip(idx, got)])
+                    with open(path / "timings.jsonl", "a") as fh:
+                        fh.write(json.dumps({"items": len(idx),
+                                             "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+                    for i, d in zip(idx, got):
+                        have[records[i].id] = _decode(_encode(records[i].id, d))
+                    if bar is not None:
+                        bar.update(len(idx))
                 if bar is not None:
-                    bar.update(len(idx))
-            if bar is not None:
-                bar.close()
+                    bar.close()
         for d, r in zip(out, records):
             d.update(have[r.id])
     return records, rows_df, out

@@ -159,6 +159,30 @@ def shift_summary(shift: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def decompose(shift: pd.DataFrame, value: str = D.WASSERSTEIN_RANK) -> pd.DataFrame:
+    """:func:`routelib.distributions.variance_decomposition` of ``value`` over the largest full
+    slm x method x dataset sub-table (datasets every (slm, method) has, methods every SLM has);
+    factors with one level are left out. Empty (with ``attrs["note"]``) when fewer than two
+    factors vary."""
+    t = shift
+    if len(t):
+        methods = set.intersection(*(set(g[R.METHOD]) for _, g in t.groupby(R.SLM)))
+        t = t[t[R.METHOD].isin(methods)]
+        pairs = t.groupby([R.SLM, R.METHOD])
+        datasets = set.intersection(*(set(g[R.DATASET]) for _, g in pairs)) if len(t) else set()
+        t = t[t[R.DATASET].isin(datasets)]
+    factors = [f for f in D.FACTORS if len(t) and t[f].nunique() > 1]
+    if len(factors) < 2:
+        out = pd.DataFrame(columns=list(D.DECOMPOSITION_COLUMNS))
+        out.attrs["note"] = ("not computed: fewer than two of slm, method, dataset vary in the "
+                             "cached full table")
+        return out
+    out = D.variance_decomposition(t, value, factors)
+    out.attrs["note"] = (f"{t[R.SLM].nunique()} SLM(s) x {t[R.METHOD].nunique()} methods x "
+                         f"{t[R.DATASET].nunique()} datasets")
+    return out
+
+
 def export_calibration_sets(conf_table: pd.DataFrame, slms, methods, root: Path,
                             shown_as: Path | None = None) -> pd.DataFrame:
     """Algorithm 1 on all routable rows of each (slm, method), exported with

@@ -260,3 +260,34 @@ def test_chapters_reproduce_their_outputs_nbval():
     assert run.returncode == 0, (
         "re-executed chapters differ from book/chapters/ (stale after the cache grew? run "
         f"`make notebooks`):\n{run.stdout[-6000:]}\n{run.stderr[-2000:]}")
+
+
+# ---- a chapter with other parameters, computed on the embedded models ----------------------
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("ROUTELIB_DATA_DIR"), reason="needs ROUTELIB_DATA_DIR")
+def test_papermill_runs_a_chapter_with_other_parameters_on_the_models(tmp_path):
+    """``papermill -p ...`` on "bring your own SLM" with two datasets, three methods and 6 items,
+    quick=False, into an empty cache: the SLM and the LLM stand-in are loaded and answer."""
+    pm = pytest.importorskip("papermill")
+    from routelib import models
+    try:
+        models.gguf_path("smollm2-135m")
+        models.gguf_path("qwen2.5-coder-0.5b")
+    except models.ModelError as exc:
+        pytest.skip(f"embedded model not installed: {exc}")
+    cache = tmp_path / "cache"
+    env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "out.ipynb"
+    cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "07_bring_your_own_slm.ipynb"),
+           str(out), "-k", "python3", "--no-progress-bar", "-p", "slm", "smollm2-135m",
+           "-y", "datasets: [piqa, boolq]\nmethods: [perplexity, p_true, avg_token_prob]",
+           "-p", "limit", "6", "-p", "n_boot", "50", "-p", "quick", "False"]
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    nb = read(out)
+    errors = [o for c in code_cells(nb) for o in c.get("outputs", []) if o.output_type == "error"]
+    assert not errors
+    # answers and statistics were computed into the empty cache, for both tiers
+    assert len(list((cache / "answers" / "smollm2-135m").glob("*/eval__*/part-*.parquet"))) >= 2
+    assert list((cache / "answers" / "qwen2.5-coder-0.5b").glob("*/eval__*/part-*.parquet"))
+    assert list((cache / "stats" / "smollm2-135m").glob("*/*/p_true__*/part-*.parquet"))

@@ -10,6 +10,7 @@ from routelib import models, report
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("ROUTELIB_DATA_DIR")
+SLMS = ("smollm2-135m", "gemma3-270m")
 pytestmark = pytest.mark.skipif(not REAL_DATA, reason="needs ROUTELIB_DATA_DIR (the Makefile sets it)")
 
 
@@ -57,20 +58,55 @@ def test_answer_style_selection_in_docs_matches_the_cache(repo_cache):
 def test_auroc_page_matches_the_cache(repo_cache):
     import pandas as pd
     from routelib import confidence, metrics, uq_report
-    table = confidence.confidence_table("smollm2-135m", limit=100, cached_only=True,
-                                        progress=False)
-    assert not table.attrs["missing"] and len(table) == 14 * 100 * 8
-    saved = pd.read_parquet(confidence.table_path("smollm2-135m", 100))
-    pd.testing.assert_frame_equal(table.reset_index(drop=True), saved, check_dtype=False)
+    tables = []
+    for slm in SLMS:
+        table = confidence.confidence_table(slm, limit=100, cached_only=True, progress=False)
+        assert not table.attrs["missing"] and not table.attrs["probe_train_missing"]
+        assert len(table) == 14 * 100 * 8
+        saved = pd.read_parquet(confidence.table_path(slm, 100))
+        pd.testing.assert_frame_equal(table.reset_index(drop=True), saved, check_dtype=False)
+        tables.append(table)
+    table = pd.concat(tables, ignore_index=True)
     auc = metrics.auroc_table(table, ci=True, n_boot=1000)
     assert (ROOT / "docs" / "auroc_table.md").read_text() == uq_report.auroc_markdown(auc, table)
 
 
 def test_routing_page_matches_the_cache(repo_cache, tmp_path):
     from routelib import routing_report
-    md = routing_report.write(["smollm2-135m"], "qwen2.5-coder-0.5b", limit=100,
+    md = routing_report.write(list(SLMS), "qwen2.5-coder-0.5b", limit=100,
                               figures=tmp_path / "figures", figures_rel="figures")
     committed = (ROOT / "docs" / "routing.md").read_text()
     assert committed.startswith(md.rstrip("\n"))
-    for name in ("auroc_heatmap.png", "routing_curves_smollm2-135m.png"):
+    for name in ("auroc_heatmap.png", "routing_curves_smollm2-135m.png",
+                 "routing_curves_gemma3-270m.png"):
         assert (ROOT / "docs" / "figures" / name).exists() and (tmp_path / "figures" / name).exists()
+
+
+def test_committed_calibration_sets_match_the_cache(repo_cache, tmp_path):
+    import pandas as pd
+    from routelib import routing_report, study, uq
+    conf, _, _ = routing_report.load_tables(list(SLMS), "qwen2.5-coder-0.5b", 100)
+    sets = study.export_calibration_sets(conf, list(SLMS), list(uq.METHODS), tmp_path)
+    assert len(sets) == len(SLMS) * len(uq.METHODS)
+    for csv in sets["csv"]:
+        rel = Path(csv).relative_to(tmp_path)
+        pd.testing.assert_frame_equal(pd.read_csv(csv),
+                                      pd.read_csv(ROOT / "data_cache" / "calibration" / rel))
+
+
+def test_judge_page_matches_the_cache(repo_cache):
+    import pandas as pd
+    from routelib import confidence, judge
+    table = judge.judge_table("smollm2-135m", "qwen2.5-coder-0.5b", limit=100, cached_only=True,
+                              progress=False)
+    assert len(table) == 4 * 100 and set(table["dataset"]) == set(judge.FREE_FORM)
+    conf = pd.read_parquet(confidence.table_path("smollm2-135m", 100))
+    assert (ROOT / "docs" / "judge.md").read_text() == judge.judge_markdown(table, conf)
+
+
+def test_findings_page_is_rendered_from_the_cache(repo_cache):
+    from routelib import findings
+    facts = findings.facts(list(SLMS), limit=100)
+    template = findings.TEMPLATE.read_text(encoding="utf-8")
+    assert set(findings.fields(template)) <= set(facts)
+    assert (ROOT / "book" / "findings.md").read_text(encoding="utf-8") == findings.render(facts)

@@ -99,3 +99,17 @@ def test_decomposition_needs_a_full_table_with_one_value_per_cell():
         dist.variance_decomposition(pd.concat([t, t.iloc[:1]]))
     assert dist.variance_decomposition(t).set_index("factor").loc["dataset", "share"] == 1.0
     assert math.isnan(dist.variance_decomposition(_cells(lambda *a: 3.0))["share"].iloc[0])
+
+
+def test_slm_shift_compares_models_on_the_same_method_and_data():
+    import pandas as pd
+    from routelib import distributions as D
+    rows = []
+    for slm, shift in (("a", 0.0), ("b", 10.0), ("c", 0.0)):
+        for k in range(20):
+            rows.append({"slm": slm, "method": "m", "dataset": "d", "confidence": k + shift})
+    rows.append({"slm": "a", "method": "m", "dataset": "d", "confidence": float("nan")})
+    out = D.slm_shift(pd.DataFrame(rows))
+    got = {(r.slm_a, r.slm_b): r.ks for r in out.itertuples()}
+    assert got == {("a", "b"): 0.5, ("a", "c"): 0.0, ("b", "c"): 0.5}
+    assert set(out["n_a"]) == {20}  # the NaN confidence is left out

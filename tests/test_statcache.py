@@ -141,3 +141,54 @@ def test_probes_train_on_train_split_and_never_score_their_training_items(use_da
                                          backend=fake(), progress=False)[1]["item_id"])
     assert train_ids and not train_ids & set(table["item_id"])
     assert table["confidence"].between(0, 1).all() or table["discarded"].all()
+
+
+def test_two_writers_of_one_pass_compute_and_store_each_item_once(use_data_dir,
+                                                                   fresh_cache_dir):
+    import threading
+    import time as _time
+    statcache.item_stats("fake", "gsm8k", [], limit=5, backend=fake(), progress=False)
+
+    def slow(ctx, cont):
+        _time.sleep(0.05)
+        return -float(len(cont))
+    backends = [fake(scorer=slow), fake(scorer=slow)]
+    errors = []
+
+    def run(b):
+        try:
+            statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, backend=b,
+                                 chunk_size=2, progress=False)
+        except Exception as exc:  # noqa: BLE001
+            errors.append(exc)
+    threads = [threading.Thread(target=run, args=(b,)) for b in backends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    # 5 items x (True, False) scored once in all, by whichever writer got the folder first
+    assert sum(b.calls["loglikelihood"] for b in backends) == 10
+    [folder] = list((fresh_cache_dir / "stats" / "fake" / "gsm8k").glob("*/p_true__*"))
+    assert len(statcache.read_pass(folder)) == 5   # read_pass raises on an item stored twice
+
+
+def test_two_writers_of_one_answer_run_answer_each_item_once(use_data_dir):
+    import threading
+    from routelib import runs
+
+    class Slow(FakeBackend):
+        def generate(self, requests):
+            import time as _time
+            _time.sleep(0.05 * len(requests))
+            return super().generate(requests)
+    backends = [Slow(name="fake"), Slow(name="fake")]
+    threads = [threading.Thread(target=runs.generate, args=("fake", "gsm8k"),
+                                kwargs={"limit": 5, "backend": b, "chunk_size": 2,
+                                        "progress": False}) for b in backends]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(b.calls["generate"] for b in backends) == 5
+    assert len(runs.generate("fake", "gsm8k", limit=5, backend=fake(), progress=False)) == 5
