@@ -104,38 +104,48 @@ def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool
         res["kinds"][kind] = {"items": n, "seconds": secs, "tokens": toks,
                               "items_per_s": n / secs, "tokens_per_s": toks / secs}
     if polygraph:
-        res["polygraph"] = bench_polygraph(backend, recs, rows, repeats)
+        res["polygraph"] = bench_polygraph(backend, name, gen, rows_gen, repeats)
     return res
 
 
-def bench_polygraph(backend, recs, rows, repeats: int) -> dict:
+def bench_polygraph(backend, name, recs, rows, repeats: int) -> dict:
+    """Both tools on the same free-form (GSM8K) prompts, same model object: the greedy answer
+    (its log-probs give maximum sequence probability and perplexity), p(True), and 5 samples
+    (the Jaccard degree matrix). Token limits are routelib's (the answer's and the samples');
+    LM-Polygraph has no stop strings and generates to EOS or the limit, which is its default
+    behaviour and part of what is measured."""
     from lm_polygraph.stat_calculators.greedy_probs import GreedyProbsCalculator
     from lm_polygraph.stat_calculators.prompt import PromptCalculator
     from lm_polygraph.stat_calculators.sample import SamplingGenerationCalculator
     from lm_polygraph.utils.generation_parameters import GenerationParameters
     from lm_polygraph.utils.model import WhiteboxModel
-    from routelib import passes
+    from routelib import passes, prompts as P
+    from routelib.answer import answer_records, default_config
 
     wb = WhiteboxModel(backend.model, backend.tok,
                        generation_parameters=GenerationParameters(allow_newlines=True))
-    prompts = [r["prompt"] for r in rows]
+    texts = [r["prompt"] for r in rows]
+    limit = P.build(recs[0], "generate").max_new_tokens
     greedy, ptrue = GreedyProbsCalculator(output_attentions=False), PromptCalculator()
     sampler = SamplingGenerationCalculator(samples_n=5)
+    cfg = default_config("gsm8k", name)
 
     def polygraph_run():
-        for p in prompts:  # one prompt per call: its tokenizer pads on the right
+        for p in texts:  # one prompt per call: its tokenizer pads on the right
             deps = {"input_texts": [p]}
-            deps.update(greedy(deps, [p], wb, max_new_tokens=32))
+            deps.update(greedy(deps, [p], wb, max_new_tokens=limit))
             deps.update(ptrue(deps, [p], wb))
-            deps.update(sampler(deps, [p], wb, max_new_tokens=32))
+            deps.update(sampler(deps, [p], wb, max_new_tokens=limit))
 
     def routelib_run():  # the greedy answer + p(True) + samples: the same four estimators
+        fresh = answer_records(backend, recs, cfg)
         for k in ("p_true", "samples"):
-            passes.PASSES[k](backend, recs, rows)
+            passes.PASSES[k](backend, recs, fresh)
 
     pg = statistics.median(_wall(polygraph_run) for _ in range(repeats))
     rl = statistics.median(_wall(routelib_run) for _ in range(repeats))
-    return {"items": len(prompts), "polygraph_s": pg, "routelib_s": rl, "speedup": pg / rl}
+    return {"items": len(texts), "max_new_tokens": limit, "polygraph_s": pg,
+            "routelib_s": rl, "speedup": pg / rl}
 
 
 def _wall(fn) -> float:
@@ -175,7 +185,8 @@ def markdown(machine: dict, results: list[dict], repeats: int) -> str:
         if "polygraph" in r:
             p = r["polygraph"]
             lines.append(f"\nLM-Polygraph 0.7.0 vs routelib on the overlapping estimators "
-                         f"(N = {p['items']} items): {p['polygraph_s']:.1f} s vs "
+                         f"(greedy answer, p(True), 5 samples; N = {p['items']} GSM8K items, at "
+                         f"most {p['max_new_tokens']} new tokens): {p['polygraph_s']:.1f} s vs "
                          f"{p['routelib_s']:.1f} s, routelib **{p['speedup']:.1f} x** faster.")
     return "\n".join(lines) + "\n"
 
