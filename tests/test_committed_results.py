@@ -14,10 +14,29 @@ SLMS = ("smollm2-135m", "gemma3-270m")
 pytestmark = pytest.mark.skipif(not REAL_DATA, reason="needs ROUTELIB_DATA_DIR (the Makefile sets it)")
 
 
+_TABLES: dict = {}
+
+
 @pytest.fixture
 def repo_cache(monkeypatch):
+    """The repository's cache; cached-only confidence tables are computed once per test session
+    (their probes are refitted each time otherwise) and handed out as copies."""
+    from routelib import confidence
     monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(ROOT / "data_cache"))
     monkeypatch.setenv("ROUTELIB_DATA_DIR", REAL_DATA)
+    real = confidence.confidence_table
+
+    def once(model, datasets=None, methods=None, limit=100, *args, cached_only=False, **kw):
+        kw.pop("progress", None)
+        if not cached_only or datasets is not None or methods is not None or args or kw:
+            return real(model, datasets, methods, limit, *args, cached_only=cached_only, **kw)
+        if (model, limit) not in _TABLES:
+            _TABLES[(model, limit)] = real(model, limit=limit, cached_only=True, progress=False)
+        t = _TABLES[(model, limit)]
+        out = t.copy()
+        out.attrs = dict(t.attrs)
+        return out
+    monkeypatch.setattr(confidence, "confidence_table", once)
 
 
 def test_accuracy_table_in_docs_matches_the_cache(repo_cache):
