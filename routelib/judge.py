@@ -127,8 +127,7 @@ def judge_dataset(slm: str, dataset: str, judge: str, backend=None, limit: int |
     rows_df = runs.generate(slm, dataset, split, limit=limit, progress=False, source=source,
                             backend=slm_backend or (_refuse if cached_only else None))
     rows = rows_df.to_dict("records")
-    spec = runs.run_spec(slm, str(rows_df["model_id"].iloc[0]), dataset, split,
-                         runs.default_config(dataset, slm))
+    spec = statcache._answer_spec(slm, dataset, split, rows_df)  # the run the answers came from
     holder = {"b": backend if hasattr(backend, "generate") else None}
     model_id = _judge_model_id(judge, holder["b"])
     path = judge_dir(spec, judge, model_id)
