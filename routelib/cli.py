@@ -188,7 +188,7 @@ def cmd_route(args) -> int:
                             api_key_env=args.api_key_env, timeout=args.timeout,
                             max_retries=args.retries)
     else:
-        llm = lazy_backend(args.llm)() if args.llm != "none" else None
+        llm = lazy_backend(args.llm) if args.llm != "none" else None  # loaded only if needed
     slm = lazy_backend(args.slm)()
     probe = None
     if args.probe:

@@ -130,6 +130,8 @@ class Router:
                 return res
             t1 = time.perf_counter()
             try:
+                if not hasattr(self.llm, "generate"):  # a factory: load the LLM on first need
+                    self.llm = self.llm()
                 [llm_row] = answer_records(self.llm, [record], AnswerConfig("generate"))
             except Exception as exc:  # noqa: BLE001 - the user's query must not fail
                 res.tier, res.error = "slm-fallback", f"{type(exc).__name__}: {exc}"
