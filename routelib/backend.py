@@ -103,8 +103,9 @@ class TransformersBackend:
     """A Hugging Face causal LM (from :func:`routelib.models.load`)."""
 
     def __init__(self, model, tokenizer, name: str = "model", model_id: str = "",
-                 batch_size: int = 16, chat: bool | None = None):
+                 batch_size: int = 16, chat: bool | None = None, early_exit: bool = True):
         import torch
+        self.early_exit = early_exit
         self.model, self.tok = model, tokenizer
         self.name, self.model_id = name, model_id or name
         self.batch_size = batch_size
@@ -335,9 +336,20 @@ class TransformersBackend:
 
     # -- hidden states -----------------------------------------------------------------------
     def hidden_states(self, texts: Sequence[str], layer: int = -8) -> np.ndarray:
+        """Rows are right-padded in length buckets. With ``early_exit`` (the default) the
+        forward pass stops at the requested layer: the layers after it (7 of SmolLM2's 30 for
+        ``-8``) are not computed. Same operations on the same batch, so the result is
+        bit-identical to reading ``output_hidden_states`` of the full pass."""
         torch = self._torch
         seqs = [self._encode(t) for t in texts]
         out = np.zeros((len(texts), self.model.config.hidden_size), dtype=np.float32)
+        layers = self.model.model.layers
+        n_layers = self.model.config.num_hidden_layers
+        index = layer if layer >= 0 else n_layers + 1 + layer  # into (embeddings, out_1..out_N)
+        if not 0 <= index <= n_layers:
+            raise ValueError(f"layer {layer} out of range for {n_layers} layers")
+        # the last entry of output_hidden_states may be normalized; stop only before it
+        stop_at = layers[index - 1] if self.early_exit and 0 < index < n_layers else None
         for batch in length_batches([len(s) for s in seqs], self.batch_size):
             width = max(len(seqs[i]) for i in batch)
             ids = torch.full((len(batch), width), self.tok.pad_token_id, dtype=torch.long)
@@ -345,10 +357,32 @@ class TransformersBackend:
             for row, i in enumerate(batch):
                 ids[row, :len(seqs[i])] = torch.tensor(seqs[i])
                 mask[row, :len(seqs[i])] = 1
+            kw = dict(input_ids=ids.to(self.device), attention_mask=mask.to(self.device))
             with torch.inference_mode():
-                hs = self.model.model(input_ids=ids.to(self.device), attention_mask=mask.to(
-                    self.device), output_hidden_states=True).hidden_states
+                if stop_at is None:
+                    h = self.model.model(**kw, output_hidden_states=True).hidden_states[index]
+                else:
+                    h = _run_until(self.model.model, stop_at, kw)
             self.stats["forward_tokens"] += int(mask.sum())
             for row, i in enumerate(batch):
-                out[i] = hs[layer][row, len(seqs[i]) - 1].float().cpu().numpy()
+                out[i] = h[row, len(seqs[i]) - 1].float().cpu().numpy()
         return out
+
+
+class _Reached(Exception):
+    def __init__(self, value):
+        self.value = value
+
+
+def _run_until(module, stop_at, kwargs):
+    """Output of submodule ``stop_at`` in ``module(**kwargs)``; the rest is not computed."""
+    def hook(_mod, _args, output):
+        raise _Reached(output[0] if isinstance(output, tuple) else output)
+    handle = stop_at.register_forward_hook(hook)
+    try:
+        module(**kwargs)
+    except _Reached as reached:
+        return reached.value
+    finally:
+        handle.remove()
+    raise RuntimeError("the stop layer was not reached")  # pragma: no cover

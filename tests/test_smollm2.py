@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -94,6 +95,25 @@ def test_hidden_states_read_the_requested_layer(backend):
         ref = backend.model(**ids, output_hidden_states=True).hidden_states[-8][0, -1]
     assert float((torch.tensor(hs[1]) - ref).abs().max()) < 1e-4
 
+
+
+@pytest.mark.parametrize("layer", [-8, -2, 3])
+def test_hidden_states_early_exit_is_bit_identical_to_the_full_pass(backend, layer):
+    texts = ["Hello there", "A much longer sentence about routing queries to models.",
+             "Question: 2 + 2?\nAnswer: 4"]
+    fast = backend.hidden_states(texts, layer=layer)
+    backend.early_exit = False
+    try:
+        full = backend.hidden_states(texts, layer=layer)
+    finally:
+        backend.early_exit = True
+    assert np.array_equal(fast, full)
+    assert np.abs(fast).sum() > 0  # a real read, not zeros
+
+
+def test_hidden_states_reject_a_layer_out_of_range(backend):
+    with pytest.raises(ValueError, match="out of range"):
+        backend.hidden_states(["x"], layer=-1000)
 
 def _cli(cache: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, ROUTELIB_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1")
