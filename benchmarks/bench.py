@@ -67,15 +67,41 @@ def non_embedding_params(model) -> int:
 def timed(backend, fn, *args):
     before = dict(backend.stats)
     t = time.perf_counter()
-    fn(*args)
+    out = fn(*args)
     dt = time.perf_counter() - t
     toks = sum(backend.stats[k] - before.get(k, 0) for k in ("forward_tokens", "generated_tokens"))
-    return dt, toks
+    return dt, toks, out
 
 
-def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool) -> dict:
-    from routelib import data, passes, runs
+def pipeline_chunks(recs, rows, size: int = 16):
+    """Records and rows in the order the statistics cache computes them (longest first, chunks
+    of 16 items, :mod:`routelib.statcache`), so batches pad as much as in a real run."""
+    from routelib import runs
+    order = sorted(range(len(recs)), key=lambda i: runs._length_key(recs[i]))
+    return [([recs[i] for i in order[k:k + size]], [rows[i] for i in order[k:k + size]])
+            for k in range(0, len(order), size)]
+
+
+def pass_kinds(backend, name, mcq, gen, chunks):
+    from routelib import passes
     from routelib.answer import answer_records, default_config
+    n = sum(len(c[0]) for c in chunks)
+
+    def over_chunks(kind):
+        return lambda: [x for rc, rw in chunks for x in passes.PASSES[kind](backend, rc, rw)]
+    return {
+        "answer_mcq": (lambda: answer_records(backend, mcq, default_config("mmlu", name)),
+                       len(mcq)),
+        "answer_gsm8k": (lambda: answer_records(backend, gen, default_config("gsm8k", name)),
+                         len(gen)),
+        **{k: (over_chunks(k), n) for k in ("p_true", "verbal_1s", "verbal_2s", "samples",
+                                            "hidden")},
+    }
+
+
+def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool,
+                ablations: bool = False, polygraph_n: int | None = None) -> dict:
+    from routelib import data, runs
     from routelib.backend import TransformersBackend
 
     t = time.perf_counter()
@@ -86,26 +112,99 @@ def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool
     rows_mcq = runs.generate(name, "mmlu", limit=n_mcq, backend=backend, progress=False)
     rows_gen = runs.generate(name, "gsm8k", limit=n_gen, backend=backend, progress=False)
     rows_mcq, rows_gen = rows_mcq.to_dict("records"), rows_gen.to_dict("records")
-    recs = mcq + gen
-    rows = rows_mcq + rows_gen
-    kinds = {
-        "answer_mcq": (lambda: answer_records(backend, mcq, default_config("mmlu", name)), n_mcq),
-        "answer_gsm8k": (lambda: answer_records(backend, gen, default_config("gsm8k", name)),
-                         n_gen),
-        **{k: ((lambda k=k: passes.PASSES[k](backend, recs, rows)), len(recs))
-           for k in ("p_true", "verbal_1s", "verbal_2s", "samples", "hidden")},
-    }
+    chunks = pipeline_chunks(mcq + gen, rows_mcq + rows_gen)
+    kinds = pass_kinds(backend, name, mcq, gen, chunks)
     res = {"model": name, "load_s": load_s,
            "non_embedding_params": non_embedding_params(backend.model), "kinds": {}}
+    outputs = {}
     for kind, (fn, n) in kinds.items():
         runs_ = [timed(backend, fn) for _ in range(repeats)]
         secs = statistics.median(r[0] for r in runs_)
         toks = statistics.median(r[1] for r in runs_)
+        outputs[kind] = runs_[-1][2]
         res["kinds"][kind] = {"items": n, "seconds": secs, "tokens": toks,
                               "items_per_s": n / secs, "tokens_per_s": toks / secs}
+    if ablations:
+        res["ablations"] = bench_ablations(backend, name, mcq, gen, chunks, repeats, outputs,
+                                           res["kinds"])
     if polygraph:
-        res["polygraph"] = bench_polygraph(backend, name, gen, rows_gen, repeats)
+        k = polygraph_n or n_gen
+        res["polygraph"] = bench_polygraph(backend, name, gen[:k], rows_gen[:k], repeats)
+    res["peak_rss_mb"] = peak_rss_mb()
     return res
+
+
+# switch -> pass kinds it acts on (the switch is an attribute of TransformersBackend)
+SWITCHES = {"early_exit": ("hidden",), "share_context": ("answer_mcq", "p_true"),
+            "bucketing": ("verbal_1s", "verbal_2s", "samples", "hidden")}
+
+
+def bench_ablations(backend, name, mcq, gen, chunks, repeats, outputs, on_times) -> list[dict]:
+    """Each speed-up switched off alone (same backend, same items), then int8 dynamic
+    quantization and one thread instead of the default: time against the default run, and
+    how far the outputs move (:func:`compare`)."""
+    import torch
+    from routelib.backend import TransformersBackend
+    rows = []
+
+    def measure(label, bk, kinds):
+        fns = pass_kinds(bk, name, mcq, gen, chunks)
+        for kind in kinds:
+            runs_ = [timed(bk, fns[kind][0]) for _ in range(repeats)]
+            secs = statistics.median(r[0] for r in runs_)
+            rows.append({"change": label, "pass": kind, "default_s": on_times[kind]["seconds"],
+                         "changed_s": secs, **compare(outputs[kind], runs_[-1][2])})
+
+    for switch, kinds in SWITCHES.items():
+        setattr(backend, switch, False)
+        try:
+            measure(f"{switch} off", backend, kinds)
+        finally:
+            setattr(backend, switch, True)
+    threads = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)
+        try:
+            measure("1 thread", backend, ["answer_mcq", "samples", "hidden"])
+        finally:
+            torch.set_num_threads(threads)
+    measure("int8 dynamic", TransformersBackend.from_registry(name, quantize="int8"),
+            list(on_times))
+    return rows
+
+
+def compare(ref: list, new: list) -> dict:
+    """How far a changed run's outputs are from the default run's, item by item: the largest
+    absolute difference of any log-prob / hidden value, the share of identical generated texts
+    and of identical chosen options."""
+    diffs, same_text, texts, same_choice, choices = [], 0, 0, 0, 0
+    for a, b in zip(ref, new):
+        for key in a.keys() & b.keys():
+            x, y = a[key], b[key]
+            if key == "choice":
+                if x is None or (isinstance(x, float) and np.isnan(x)):
+                    continue  # free-form rows have no chosen option
+                choices += 1
+                same_choice += int(x == y)
+            elif key in TEXT_KEYS:
+                xs, ys = ([x], [y]) if isinstance(x, str) else (list(x), list(y))
+                texts += len(xs)
+                same_text += sum(p == q for p, q in zip(xs, ys))
+            elif key in NUMERIC_KEYS:
+                u, v = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+                if u.shape == v.shape and u.size:
+                    diffs.append(float(np.abs(u - v).max()))
+    return {"max_abs_diff": max(diffs) if diffs else None, "same_text": same_text / texts if texts else None,
+            "same_choice": same_choice / choices if choices else None}
+
+
+TEXT_KEYS = {"response", "verbal_1s_text", "verbal_2s_text", "sample_texts"}
+NUMERIC_KEYS = {"token_logprobs", "option_scores", "ptrue_logprobs", "hidden_state"}
+
+
+def peak_rss_mb() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_polygraph(backend, name, recs, rows, repeats: int) -> dict:
@@ -182,6 +281,22 @@ def markdown(machine: dict, results: list[dict], repeats: int) -> str:
                      f"**{shared / answer:.1f} x** one greedy answer ({answer:.2f} s); the naive "
                      f"way (each method its own passes) {naive:.2f} s = {naive / shared:.1f} x "
                      "the shared cost.")
+        if "ablations" in r:
+            lines += ["\nEach change alone against the default run above (same items; "
+                      "outputs compared item by item: largest |difference| of any log-prob or "
+                      "hidden value where the shapes match, share of identical generated texts "
+                      "and chosen options):\n",
+                      "| change | pass | default s | changed s | changed / default | max abs "
+                      "diff | same text | same choice |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+            for a in r["ablations"]:
+                pct = (lambda v: "" if v is None else f"{v:.0%}")
+                lines.append(f"| {a['change']} | {a['pass']} | {a['default_s']:.2f} | "
+                             f"{a['changed_s']:.2f} | {a['changed_s'] / a['default_s']:.2f} | "
+                             f"{'' if a['max_abs_diff'] is None else format(a['max_abs_diff'], '.2g')}"
+                             f" | {pct(a['same_text'])} | "
+                             f"{pct(a['same_choice'])} |")
+        lines.append(f"\nPeak resident memory of the benchmark process after this model: "
+                     f"{r['peak_rss_mb']:.0f} MB.")
         if "polygraph" in r:
             p = r["polygraph"]
             lines.append(f"\nLM-Polygraph 0.7.0 vs routelib on the overlapping estimators "
@@ -198,9 +313,16 @@ def main() -> None:
     ap.add_argument("--n-gen", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--polygraph", action="store_true", help="also time LM-Polygraph 0.7.0")
+    ap.add_argument("--polygraph-n", type=int, default=None,
+                    help="GSM8K items for the LM-Polygraph comparison (default: --n-gen)")
+    ap.add_argument("--ablations", action="store_true",
+                    help="also time each speed-up switched off, int8 and one thread")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--out", default="docs/performance.md")
     args = ap.parse_args()
     import torch
+    if args.threads:
+        torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch": torch.__version__, "threads": threads, "dtype": "float32"}
@@ -210,8 +332,8 @@ def main() -> None:
     except ImportError:
         pass
     machine["matmul peak (GFLOP/s)"] = round(matmul_peak(threads) / 1e9, 1)
-    results = [bench_model(m, args.n_mcq, args.n_gen, args.repeats, args.polygraph)
-               for m in args.model]
+    results = [bench_model(m, args.n_mcq, args.n_gen, args.repeats, args.polygraph,
+                           args.ablations, args.polygraph_n) for m in args.model]
     text = markdown(machine, results, args.repeats)
     Path(args.out).write_text(text)
     print(text)

@@ -99,13 +99,43 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def cost_batches(lengths: Sequence[int], batch_size: int, overhead: int) -> list[list[int]]:
+    """Indices sorted longest first and cut into runs of at most ``batch_size`` that minimize
+    the padded work: the sum over batches of ``rows x longest length + overhead``, where
+    ``overhead`` is what one more batch costs in token equivalents (for generation, the extra
+    decoding steps). Exact (dynamic programming over the sorted order), deterministic.
+    A batch of prompts of 483 and 84 tokens is split; 16 prompts of similar length are not."""
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    n = len(order)
+    best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j items
+    cut = [0] * (n + 1)
+    for j in range(1, n + 1):
+        for i in range(max(0, j - batch_size), j):  # batch = order[i:j], longest is order[i]
+            c = best[i] + (j - i) * lengths[order[i]] + overhead
+            if c < best[j]:
+                best[j], cut[j] = c, i
+    batches, j = [], n
+    while j > 0:
+        batches.append(order[cut[j]:j])
+        j = cut[j]
+    return batches[::-1]
+
+
 class TransformersBackend:
     """A Hugging Face causal LM (from :func:`routelib.models.load`)."""
 
     def __init__(self, model, tokenizer, name: str = "model", model_id: str = "",
-                 batch_size: int = 16, chat: bool | None = None, early_exit: bool = True):
+                 batch_size: int = 16, chat: bool | None = None, early_exit: bool = True,
+                 bucketing: bool = True, step_tokens: int = 32, share_context: bool = True):
         import torch
-        self.early_exit = early_exit
+        # Speed-ups, each with a switch so benchmarks/bench.py can measure it alone (see
+        # docs/performance.md): early_exit (hidden states stop at the requested layer),
+        # share_context (log-likelihood requests with one context run it once), bucketing
+        # (cost_batches instead of fixed-size batches; step_tokens: one decoding step of a batch
+        # costs about as much as this many prompt tokens, measured 34 for SmolLM2 and 72 for
+        # Gemma-3-270M at one thread).
+        self.early_exit, self.bucketing, self.step_tokens = early_exit, bucketing, step_tokens
+        self.share_context = share_context
         self.model, self.tok = model, tokenizer
         self.name, self.model_id = name, model_id or name
         self.batch_size = batch_size
@@ -120,11 +150,26 @@ class TransformersBackend:
         self.stats = {"generate_calls": 0, "forward_tokens": 0, "generated_tokens": 0}
 
     @classmethod
-    def from_registry(cls, name: str, **kw) -> "TransformersBackend":
+    def from_registry(cls, name: str, quantize: str | None = None, **kw) -> "TransformersBackend":
+        """``quantize="int8"``: dynamic int8 quantization of every linear layer but the
+        vocabulary projection (torch.ao, CPU only). Results differ from float32 within the
+        tolerance in docs/performance.md, so the model id, and with it every cache key, gets
+        the suffix ``+int8-dynamic``."""
         from . import models
         model, tok = models.load(name)
-        return cls(model, tok, name=name, model_id=models.model_id(name),
+        model_id = models.model_id(name)
+        if quantize is not None:
+            model = quantize_int8(model) if quantize == "int8" else None
+            if model is None:
+                raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
+            model_id += "+int8-dynamic"
+        return cls(model, tok, name=name, model_id=model_id,
                    chat=kw.pop("chat", models.get_spec(name).chat), **kw)
+
+    def _batches(self, lengths, max_rows: int, overhead: int) -> list[list[int]]:
+        if self.bucketing:
+            return cost_batches(lengths, max_rows, overhead)
+        return length_batches(lengths, max_rows)
 
     # -- prompts -----------------------------------------------------------------------------
     def render_chat(self, user: str) -> str | None:
@@ -153,9 +198,9 @@ class TransformersBackend:
 
     def loglikelihood(self, requests: Sequence[LoglikRequest]) -> list[Loglik]:
         """Requests sharing a context run it once; its KV cache scores every continuation."""
-        groups: dict[str, list[int]] = {}
-        for i, r in enumerate(requests):
-            groups.setdefault(r.context, []).append(i)
+        groups: dict = {}
+        for i, r in enumerate(requests):  # share_context=False: the ablation, each on its own
+            groups.setdefault(r.context if self.share_context else (r.context, i), []).append(i)
         out: list[Loglik | None] = [None] * len(requests)
         for idx in groups.values():
             toks = [self._split_tokens(requests[i]) for i in idx]
@@ -223,7 +268,9 @@ class TransformersBackend:
             groups.setdefault((r.n, r.temperature), []).append(i)
         for (n, temp), idxs in groups.items():
             per_batch = max(1, self.batch_size * 4 // n) if temp > 0 else self.batch_size
-            for batch in length_batches([len(enc[i]) for i in idxs], per_batch):
+            lengths = [len(enc[i]) for i in idxs]
+            steps = max(requests[i].max_new_tokens for i in idxs)
+            for batch in self._batches(lengths, per_batch, overhead=steps * self.step_tokens):
                 idx = [idxs[j] for j in batch]
                 res = self._sample_batch([enc[i] for i in idx], [requests[i] for i in idx])
                 for i, gens in zip(idx, res):
@@ -350,7 +397,8 @@ class TransformersBackend:
             raise ValueError(f"layer {layer} out of range for {n_layers} layers")
         # the last entry of output_hidden_states may be normalized; stop only before it
         stop_at = layers[index - 1] if self.early_exit and 0 < index < n_layers else None
-        for batch in length_batches([len(s) for s in seqs], self.batch_size):
+        for batch in self._batches([len(s) for s in seqs], self.batch_size,
+                                   overhead=self.step_tokens):
             width = max(len(seqs[i]) for i in batch)
             ids = torch.full((len(batch), width), self.tok.pad_token_id, dtype=torch.long)
             mask = torch.zeros((len(batch), width), dtype=torch.long)
@@ -367,6 +415,20 @@ class TransformersBackend:
             for row, i in enumerate(batch):
                 out[i] = h[row, len(seqs[i]) - 1].float().cpu().numpy()
         return out
+
+
+def quantize_int8(model):
+    """Dynamic int8 quantization (weights int8, activations quantized per call) of the
+    transformer's linear layers; the vocabulary projection stays float32, so log-probs come
+    from an unquantized head."""
+    import warnings
+
+    import torch
+    from torch.ao.quantization import quantize_dynamic
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao deprecation notice
+        model.model = quantize_dynamic(model.model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
 
 
 class _Reached(Exception):

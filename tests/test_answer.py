@@ -9,7 +9,8 @@ import pytest
 
 from routelib import answer
 from routelib.answer import ANSWER_COLUMNS, AnswerConfig, answer_records, request_key
-from routelib.backend import GenRequest, cut_at_stop, length_batches, request_seed
+from routelib.backend import (GenRequest, cost_batches, cut_at_stop, length_batches,
+                              request_seed)
 from routelib.data import DataError
 from routelib.fake import FakeBackend
 
@@ -328,3 +329,30 @@ def test_length_batches():
     assert length_batches([2, 7, 4], 5) == [[1, 2, 0]]
     assert length_batches([1, 1, 1], 1) == [[0], [1], [2]]
     assert length_batches([], 4) == []
+
+
+def test_cost_batches_split_only_where_padding_costs_more_than_a_batch():
+    lengths = [84, 92, 483, 103, 447, 115]
+    # a batch costs 100 token equivalents: the two long prompts go together, the rest together
+    assert cost_batches(lengths, 16, 100) == [[2, 4], [5, 3, 1, 0]]
+    # free batches: every prompt alone (no padding at all)
+    assert [len(b) for b in cost_batches(lengths, 16, 0)] == [1] * 6
+    # expensive batches: one batch, the fixed-size grouping
+    assert cost_batches(lengths, 16, 10 ** 6) == length_batches(lengths, 16)
+    # the row limit holds, and every index appears once
+    out = cost_batches(list(range(50)), 8, 10 ** 6)
+    assert max(map(len, out)) == 8 and sorted(i for b in out for i in b) == list(range(50))
+    assert cost_batches([], 4, 10) == []
+
+
+def test_cost_batches_minimize_padded_work():
+    import itertools
+    lengths, rows, overhead = [9, 1, 7, 3, 3, 8], 4, 5
+    order = sorted(range(6), key=lambda i: (-lengths[i], i))
+
+    def cost(batches):
+        return sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
+    best = min(cost([order[a:b] for a, b in zip((0, *cuts), (*cuts, 6))])
+               for k in range(6) for cuts in itertools.combinations(range(1, 6), k)
+               if all(b - a <= rows for a, b in zip((0, *cuts), (*cuts, 6))))
+    assert cost(cost_batches(lengths, rows, overhead)) == best
