@@ -99,18 +99,26 @@ def length_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def cost_batches(lengths: Sequence[int], batch_size: int, overhead: int) -> list[list[int]]:
+def cost_batches(lengths: Sequence[int], batch_size: int, overhead: int,
+                 budget: int | None = None, extra: int = 0, copies: int = 1) -> list[list[int]]:
     """Indices sorted longest first and cut into runs of at most ``batch_size`` that minimize
     the padded work: the sum over batches of ``rows x longest length + overhead``, where
     ``overhead`` is what one more batch costs in token equivalents (for generation, the extra
     decoding steps). Exact (dynamic programming over the sorted order), deterministic.
-    A batch of prompts of 483 and 84 tokens is split; 16 prompts of similar length are not."""
+    A batch of prompts of 483 and 84 tokens is split; 16 prompts of similar length are not.
+
+    ``budget`` bounds memory: a batch of several prompts holds at most ``budget`` token slots,
+    ``rows x copies x (longest + extra)`` (``copies``: samples per prompt, ``extra``: new
+    tokens), which bounds its key/value cache and activations whatever the data."""
     order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
     n = len(order)
     best = [0.0] + [float("inf")] * n  # best[j]: cost of the first j items
     cut = [0] * (n + 1)
     for j in range(1, n + 1):
         for i in range(max(0, j - batch_size), j):  # batch = order[i:j], longest is order[i]
+            if (budget is not None and j - i > 1
+                    and (j - i) * copies * (lengths[order[i]] + extra) > budget):
+                continue
             c = best[i] + (j - i) * lengths[order[i]] + overhead
             if c < best[j]:
                 best[j], cut[j] = c, i
@@ -126,16 +134,18 @@ class TransformersBackend:
 
     def __init__(self, model, tokenizer, name: str = "model", model_id: str = "",
                  batch_size: int = 16, chat: bool | None = None, early_exit: bool = True,
-                 bucketing: bool = True, step_tokens: int = 32, share_context: bool = True):
+                 bucketing: bool = True, step_tokens: int | None = None, share_context: bool = True,
+                 token_budget: int | None = 32768):
         import torch
         # Speed-ups, each with a switch so benchmarks/bench.py can measure it alone (see
         # docs/performance.md): early_exit (hidden states stop at the requested layer),
         # share_context (log-likelihood requests with one context run it once), bucketing
         # (cost_batches instead of fixed-size batches; step_tokens: one decoding step of a batch
-        # costs about as much as this many prompt tokens, measured 34 for SmolLM2 and 72 for
-        # Gemma-3-270M at one thread).
-        self.early_exit, self.bucketing, self.step_tokens = early_exit, bucketing, step_tokens
-        self.share_context = share_context
+        # costs about as much as this many prompt tokens, see default_step_tokens; token_budget: at most this many token slots in a
+        # batch of several prompts, so memory stays bounded on long inputs).
+        self.early_exit, self.bucketing = early_exit, bucketing
+        self.step_tokens = step_tokens if step_tokens is not None else default_step_tokens(model)
+        self.share_context, self.token_budget = share_context, token_budget
         self.model, self.tok = model, tokenizer
         self.name, self.model_id = name, model_id or name
         self.batch_size = batch_size
@@ -166,9 +176,10 @@ class TransformersBackend:
         return cls(model, tok, name=name, model_id=model_id,
                    chat=kw.pop("chat", models.get_spec(name).chat), **kw)
 
-    def _batches(self, lengths, max_rows: int, overhead: int) -> list[list[int]]:
+    def _batches(self, lengths, max_rows: int, overhead: int, extra: int = 0,
+                 copies: int = 1) -> list[list[int]]:
         if self.bucketing:
-            return cost_batches(lengths, max_rows, overhead)
+            return cost_batches(lengths, max_rows, overhead, self.token_budget, extra, copies)
         return length_batches(lengths, max_rows)
 
     # -- prompts -----------------------------------------------------------------------------
@@ -270,7 +281,8 @@ class TransformersBackend:
             per_batch = max(1, self.batch_size * 4 // n) if temp > 0 else self.batch_size
             lengths = [len(enc[i]) for i in idxs]
             steps = max(requests[i].max_new_tokens for i in idxs)
-            for batch in self._batches(lengths, per_batch, overhead=steps * self.step_tokens):
+            for batch in self._batches(lengths, per_batch, overhead=steps * self.step_tokens,
+                                       extra=steps, copies=n):
                 idx = [idxs[j] for j in batch]
                 res = self._sample_batch([enc[i] for i in idx], [requests[i] for i in idx])
                 for i, gens in zip(idx, res):
@@ -415,6 +427,19 @@ class TransformersBackend:
             for row, i in enumerate(batch):
                 out[i] = h[row, len(seqs[i]) - 1].float().cpu().numpy()
         return out
+
+
+def default_step_tokens(model) -> int:
+    """What one decoding step costs in prompt-token equivalents: measured at one thread on this
+    CPU as 34 for SmolLM2-135M and 72 for Gemma-3-270M, whose 262k-token vocabulary projection
+    is read at every step. Both fit ``27 x (1 + vocabulary projection / other weights)``."""
+    try:
+        d, v = model.config.hidden_size, model.config.vocab_size
+        emb = model.get_input_embeddings().weight.numel()
+        body = sum(p.numel() for p in model.model.parameters()) - emb
+        return int(round(27 * (1 + v * d / max(body, 1))))
+    except AttributeError:
+        return 32
 
 
 def quantize_int8(model):

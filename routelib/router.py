@@ -112,6 +112,15 @@ class Router:
             cfg = AnswerConfig(cfg.style)
         return cfg
 
+    def _llm_cfg(self, record: Record) -> AnswerConfig:
+        """The LLM generates; in the chat format its prompt selection chose for the query's
+        group (``SELECTED``), else in its chat format where it has one (a plain prompt made the
+        instruct stand-in repeat its answer on one line up to the token limit)."""
+        group = "mcq" if record.type == "mcq" else "math" if record.domain == "math" else None
+        chosen = SELECTED.get(getattr(self.llm, "name", ""), {}).get(group) if group else None
+        chat = chosen.chat if chosen is not None else self.llm.render_chat("x") is not None
+        return AnswerConfig("generate", chat and self.llm.render_chat("x") is not None)
+
     def route(self, question: str, choices=None, context: str | None = None,
               kind: str = "auto") -> RouteResult:
         record = make_record(question, choices, context, kind)
@@ -132,7 +141,7 @@ class Router:
             try:
                 if not hasattr(self.llm, "generate"):  # a factory: load the LLM on first need
                     self.llm = self.llm()
-                [llm_row] = answer_records(self.llm, [record], AnswerConfig("generate"))
+                [llm_row] = answer_records(self.llm, [record], self._llm_cfg(record))
             except Exception as exc:  # noqa: BLE001 - the user's query must not fail
                 res.tier, res.error = "slm-fallback", f"{type(exc).__name__}: {exc}"
             else:

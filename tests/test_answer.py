@@ -356,3 +356,17 @@ def test_cost_batches_minimize_padded_work():
                for k in range(6) for cuts in itertools.combinations(range(1, 6), k)
                if all(b - a <= rows for a, b in zip((0, *cuts), (*cuts, 6))))
     assert cost(cost_batches(lengths, rows, overhead)) == best
+
+
+def test_cost_batches_keep_every_batch_within_the_token_budget():
+    lengths = [300, 290, 280, 50, 40, 30, 20]
+    out = cost_batches(lengths, 16, 10 ** 6, budget=600, extra=0, copies=1)
+    for b in out:
+        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 600
+    assert sorted(i for b in out for i in b) == list(range(7))
+    # samples: 5 copies of each prompt and 20 new tokens count against the budget
+    out = cost_batches(lengths, 16, 10 ** 6, budget=1000, extra=20, copies=5)
+    assert all(len(b) == 1 or len(b) * 5 * (max(lengths[i] for i in b) + 20) <= 1000
+               for b in out)
+    # a prompt over the budget on its own still runs, alone
+    assert cost_batches([5000, 10], 16, 10 ** 6, budget=100) == [[0], [1]]

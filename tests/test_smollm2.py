@@ -115,6 +115,63 @@ def test_hidden_states_reject_a_layer_out_of_range(backend):
     with pytest.raises(ValueError, match="out of range"):
         backend.hidden_states(["x"], layer=-1000)
 
+
+def test_shared_context_scoring_matches_one_pass_per_continuation(backend):
+    ctx = "Question: Which planet is known as the red planet?\nAnswer:"
+    reqs = [LoglikRequest(ctx, c) for c in (" Mars", " Venus", " the planet Jupiter")]
+    shared = backend.loglikelihood(reqs)
+    backend.share_context = False
+    try:
+        alone = backend.loglikelihood(reqs)
+    finally:
+        backend.share_context = True
+    for a, b in zip(shared, alone):  # same math, other tensor shapes: float rounding only
+        assert a.is_greedy == b.is_greedy and len(a.token_logprobs) == len(b.token_logprobs)
+        assert max(abs(x - y) for x, y in zip(a.token_logprobs, b.token_logprobs)) < 1e-4
+    assert shared[0].logprob > shared[1].logprob  # Mars beats Venus: a real score
+
+
+def test_cost_based_batches_give_the_same_generations(backend):
+    prompts = ["Hi", "Question: What is 2 + 3?\nAnswer:",
+               "Question: " + "A long preamble about nothing in particular. " * 12 + "Why?\n"
+               "Answer:", "Name a colour:"]
+    reqs = ([GenRequest(p, max_new_tokens=8) for p in prompts]
+            + [GenRequest(p, max_new_tokens=8, temperature=1.0, n=2) for p in prompts])
+    backend_default = backend.step_tokens
+    backend.step_tokens = 0  # batches are free: every prompt gets its own batch
+    try:
+        split = backend.generate(reqs)
+    finally:
+        backend.step_tokens = backend_default
+    backend.bucketing = False  # the fixed-size batches
+    try:
+        fixed = backend.generate(reqs)
+    finally:
+        backend.bucketing = True
+    for gs, hs in zip(split, fixed):
+        for g, h in zip(gs, hs):
+            assert g.text == h.text and g.token_ids == h.token_ids
+            assert max((abs(x - y) for x, y in zip(g.token_logprobs, h.token_logprobs)),
+                       default=0.0) < 1e-3
+
+
+def test_int8_backend_has_its_own_model_id_and_close_choices():
+    from routelib import data
+    from routelib.answer import answer_records, default_config
+    if not REAL_DATA:
+        pytest.skip("needs ROUTELIB_DATA_DIR")
+    with pytest.raises(ValueError, match="int8"):
+        TransformersBackend.from_registry(MODEL, quantize="int4")
+    q = TransformersBackend.from_registry(MODEL, quantize="int8", batch_size=4)
+    assert q.model_id == models.model_id(MODEL) + "+int8-dynamic"
+    f = TransformersBackend.from_registry(MODEL, batch_size=4)
+    recs = data.load("commonsenseqa", "eval", limit=8)
+    cfg = default_config("commonsenseqa", MODEL)
+    a, b = answer_records(f, recs, cfg), answer_records(q, recs, cfg)
+    same = sum(x["choice"] == y["choice"] for x, y in zip(a, b))
+    assert same >= 6, f"int8 changed {8 - same} of 8 choices"
+    assert any(x["option_scores"] != y["option_scores"] for x, y in zip(a, b))  # it is int8
+
 def _cli(cache: Path, *args: str) -> subprocess.Popen:
     env = dict(os.environ, ROUTELIB_CACHE_DIR=str(cache), PYTHONUNBUFFERED="1")
     return subprocess.Popen([sys.executable, "-m", "routelib", "generate", "--model", MODEL,
