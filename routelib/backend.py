@@ -166,13 +166,12 @@ class TransformersBackend:
         tolerance in docs/performance.md, so the model id, and with it every cache key, gets
         the suffix ``+int8-dynamic``."""
         from . import models
+        if quantize not in (None, "int8"):
+            raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
         model, tok = models.load(name)
         model_id = models.model_id(name)
-        if quantize is not None:
-            model = quantize_int8(model) if quantize == "int8" else None
-            if model is None:
-                raise ValueError(f"quantize must be None or 'int8', not {quantize!r}")
-            model_id += "+int8-dynamic"
+        if quantize == "int8":
+            model, model_id = quantize_int8(model), model_id + "+int8-dynamic"
         return cls(model, tok, name=name, model_id=model_id,
                    chat=kw.pop("chat", models.get_spec(name).chat), **kw)
 

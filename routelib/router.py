@@ -30,6 +30,11 @@ from .data import Record
 from .routing import CONFIDENCE, CostModel
 
 
+def _group(record: Record) -> str | None:
+    """The prompt-selection group of a query (``SELECTED`` keys), or None."""
+    return "mcq" if record.type == "mcq" else "math" if record.domain == "math" else None
+
+
 class RouterError(ValueError):
     pass
 
@@ -104,7 +109,7 @@ class Router:
         self.slm_config = slm_config or SELECTED.get(getattr(slm, "name", ""), {})
 
     def _slm_cfg(self, record: Record) -> AnswerConfig:
-        group = "mcq" if record.type == "mcq" else "math" if record.domain == "math" else None
+        group = _group(record)
         cfg = self.slm_config.get(group) if group else None
         if cfg is None:
             cfg = AnswerConfig("options" if record.type == "mcq" else "generate")
@@ -116,7 +121,7 @@ class Router:
         """The LLM generates; in the chat format its prompt selection chose for the query's
         group (``SELECTED``), else in its chat format where it has one (a plain prompt made the
         instruct stand-in repeat its answer on one line up to the token limit)."""
-        group = "mcq" if record.type == "mcq" else "math" if record.domain == "math" else None
+        group = _group(record)
         chosen = SELECTED.get(getattr(self.llm, "name", ""), {}).get(group) if group else None
         chat = chosen.chat if chosen is not None else self.llm.render_chat("x") is not None
         return AnswerConfig("generate", chat and self.llm.render_chat("x") is not None)
