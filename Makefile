@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 export ROUTELIB_DATA_DIR ?= $(abspath ../shared/datasets)
 MODELS ?= smollm2-135m gemma3-270m qwen2.5-coder-0.5b
-LIMIT ?= 100
+LIMIT ?= 200
 
 .PHONY: setup reproduce accuracy select test clean-env
 

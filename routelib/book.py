@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import calibration as cal, confidence, data, distributions as D, report, routing as R
-from . import study
+from . import config, study
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _RATIO_COLUMNS = ("uq", "oracle", "random")
@@ -57,7 +57,7 @@ def backend_factory(quick: bool):
     return lazy_backend
 
 
-def accuracy(models, datasets=None, limit: int | None = 100, quick: bool = True) -> pd.DataFrame:
+def accuracy(models, datasets=None, limit: int | None = config.LIMIT, quick: bool = True) -> pd.DataFrame:
     """:func:`routelib.report.accuracy_table` per (model, dataset), leaving out what is not
     cached in quick mode. ``attrs["missing"]``: ``model: dataset`` pairs left out;
     ``attrs["complete"]``: datasets answered by every model."""
@@ -116,7 +116,7 @@ class Cached:
         return "\n".join(lines)
 
 
-def load(slms, llm: str, datasets=None, methods=None, limit: int | None = 100,
+def load(slms, llm: str, datasets=None, methods=None, limit: int | None = config.LIMIT,
          quick: bool = True) -> Cached:
     """:func:`routelib.confidence.confidence_table` of every SLM (``cached_only=quick``, no
     progress bars) joined with the LLM tier's answers by :func:`attach_llm`."""
@@ -125,7 +125,7 @@ def load(slms, llm: str, datasets=None, methods=None, limit: int | None = 100,
     return attach_llm(tables, llm, limit=limit, quick=quick, slms=slms)
 
 
-def attach_llm(tables, llm: str, limit: int | None = 100, quick: bool = True,
+def attach_llm(tables, llm: str, limit: int | None = config.LIMIT, quick: bool = True,
                slms=None) -> Cached:
     """Concatenate confidence tables and read ``llm``'s answers on their datasets; a dataset the
     LLM has not answered (quick mode) is dropped from the confidence table and named."""

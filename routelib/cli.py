@@ -12,8 +12,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="eval",
                    help="'eval' (default), 'train' (train/dev split, or the carved-out part of an "
                         "eval-only dataset) or a physical split name")
-    p.add_argument("--limit", type=int, default=100,
-                   help="items per dataset, a fixed seed-50 subsample (default 100; 0 = all)")
+    p.add_argument("--limit", type=int, default=config.LIMIT,
+                   help="items per dataset, a fixed seed-50 subsample (default "
+                        f"{config.LIMIT}, the reference run's; 0 = all)")
     p.add_argument("--source", default="local", choices=("local", "hub"),
                    help="local JSONL directory ($ROUTELIB_DATA_DIR) or the Hugging Face hub")
 
@@ -230,9 +231,13 @@ def cmd_judge(args) -> int:
     for slm in args.slm:
         tables.append(judge.judge_table(slm, name, datasets, backend=backend,
                                         limit=args.limit or None))
-        path = confidence.table_path(slm, args.limit or None)
-        if path.exists():
-            confs.append(pd.read_parquet(path))
+        # the confidence table of this limit, else the reference run's (a superset when the
+        # limit is smaller: the grader comparison keeps the judged items only)
+        for lim in dict.fromkeys((args.limit or None, config.LIMIT)):
+            path = confidence.table_path(slm, lim)
+            if path.exists():
+                confs.append(pd.read_parquet(path))
+                break
     table = pd.concat(tables, ignore_index=True)
     agr = judge.agreement(table)
     print(agr.round(3).to_string(index=False))
@@ -250,7 +255,8 @@ def cmd_findings(args) -> int:
     for slm in args.slm:
         models.get_spec(slm)
     text = findings.render(findings.facts(args.slm, args.llm, limit=args.limit or None,
-                                          judge_name=args.judge or None),
+                                          judge_name=args.judge or None,
+                                          judge_limit=args.judge_limit or None),
                            Path(args.template))
     Path(args.out).write_text(text, encoding="utf-8")
     print(f"wrote {args.out}")
@@ -276,6 +282,16 @@ def cmd_models(args) -> int:
     for name, s in models.MODELS.items():
         where = "embedded GGUF" if s.embedded else s.hub_id
         print(f"{name:20} {s.role:4} {s.display:50} {where}")
+    return 0
+
+
+def cmd_timings(args) -> int:
+    from . import timings
+    table = timings.stored_time()
+    if table.empty:
+        print(f"no timings under {config.cache_dir()}", file=sys.stderr)
+        return 1
+    print(timings.summary_markdown(table), end="")
     return 0
 
 
@@ -352,7 +368,8 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("auroc", help="AUROC with bootstrap intervals and method ranking from "
                                      "saved confidence tables (no model)")
     r.add_argument("--model", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    r.add_argument("--limit", type=int, default=100, help="the --limit the tables were made with")
+    r.add_argument("--limit", type=int, default=config.LIMIT,
+                   help="the --limit the tables were made with")
     r.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     r.add_argument("--markdown", help="write the tables as markdown to this file")
     r.set_defaults(func=cmd_auroc)
@@ -361,7 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                                         "cached results (no model)")
     rt.add_argument("--slm", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     rt.add_argument("--llm", default="qwen2.5-coder-0.5b", help="the LLM tier (cached answers)")
-    rt.add_argument("--limit", type=int, default=100)
+    rt.add_argument("--limit", type=int, default=config.LIMIT)
     rt.add_argument("--transfer-method", nargs="+", default=["ood_probe", "perplexity"],
                     help="UQ methods for the leave-one-dataset-out transfer study")
     rt.add_argument("--markdown", help="write the page here (default: print it)")
@@ -416,7 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "cached answers are judged")
     j.add_argument("--dataset", nargs="+", default=["all"],
                    help="free-form dataset(s) or 'all' (gsm8k, multiarith, svamp, coqa)")
-    j.add_argument("--limit", type=int, default=100, help="items per dataset (default 100)")
+    j.add_argument("--limit", type=int, default=config.JUDGE_LIMIT,
+                   help=f"items per dataset (default {config.JUDGE_LIMIT})")
     j.add_argument("--judge", default="qwen2.5-coder-0.5b", help="registered local judge model")
     j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint (overrides --judge)")
     j.add_argument("--judge-model", default="gpt-4o-mini", help="model name at the endpoint")
@@ -434,9 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "book/findings.md.in with them.")
     fd.add_argument("--slm", nargs="+", default=["smollm2-135m", "gemma3-270m"])
     fd.add_argument("--llm", default="qwen2.5-coder-0.5b", help="the LLM tier")
-    fd.add_argument("--limit", type=int, default=100, help="items per dataset")
+    fd.add_argument("--limit", type=int, default=config.LIMIT, help="items per dataset")
     fd.add_argument("--judge", default="qwen2.5-coder-0.5b",
                     help="judge whose cached verdicts to report ('' for none)")
+    fd.add_argument("--judge-limit", type=int, default=config.JUDGE_LIMIT,
+                    help=f"items per dataset the judge graded (default {config.JUDGE_LIMIT})")
     fd.add_argument("--template", default="book/findings.md.in")
     fd.add_argument("--out", default="book/findings.md")
     fd.set_defaults(func=cmd_findings)
@@ -452,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("models", help="list registered models").set_defaults(func=cmd_models)
     sub.add_parser("datasets", help="list datasets and splits").set_defaults(func=cmd_datasets)
+    sub.add_parser("timings", help="process time the cache cost, from its stored timings "
+                                   "(per model, kind and split)").set_defaults(func=cmd_timings)
     return parser
 
 

@@ -68,7 +68,7 @@ def _fit(X, y, **kw):
 
 
 def confidence_table(model: str, datasets: Sequence[str] | None = None,
-                     methods: Sequence[str] | None = None, limit: int | None = 100,
+                     methods: Sequence[str] | None = None, limit: int | None = config.LIMIT,
                      train_limit: int = PROBE_TRAIN_LIMIT, backend=None, source: str = "local",
                      progress: bool = True, cached_only: bool = False) -> pd.DataFrame:
     """The tidy confidence table of ``model`` on ``datasets`` (default: all 14) for ``methods``

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 
 SEED = 50  # the paper's seed, used wherever randomness enters
+LIMIT = 200  # evaluation items per dataset: the committed reference run and every default
+JUDGE_LIMIT = 100  # items per free-form dataset the committed LLM-judge comparison grades
 
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from . import book, calibration as cal, distributions as D, metrics, routing as R, study, uq
-from . import uq_report
+from . import config, uq_report
+from .confidence import PROBE_TRAIN_LIMIT
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 TEMPLATE = REPO_ROOT / "book" / "findings.md.in"
@@ -39,12 +40,15 @@ def _pct(x) -> str:
     return "–" if x is None or np.isnan(x) else f"{100 * x:.1f}%"
 
 
-def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = 100,
-          judge_name: str | None = "qwen2.5-coder-0.5b", n_boot: int = 1000) -> dict[str, str]:
+def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMIT,
+          judge_name: str | None = "qwen2.5-coder-0.5b", n_boot: int = 1000,
+          judge_limit: int | None = config.JUDGE_LIMIT) -> dict[str, str]:
     """Every number of the findings page, formatted, from the cache (no model is loaded)."""
     from .routing_report import load_tables
     conf, llm_table, _ = load_tables(slms, llm, limit)
-    out: dict[str, str] = {"slms": ", ".join(slms), "llm": llm, "limit": str(limit)}
+    out: dict[str, str] = {"slms": ", ".join(slms), "llm": llm, "limit": str(limit),
+                           "train_limit": str(PROBE_TRAIN_LIMIT),
+                           "judge_limit": str(judge_limit)}
     out["llm_accuracy"] = _pct(llm_table[R.CORRECT].mean())
 
     # alignment (Fig. 1)
@@ -147,7 +151,7 @@ def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = 100,
         from . import judge
         for slm in slms:
             try:
-                t = judge.judge_table(slm, judge_name, limit=limit, cached_only=True,
+                t = judge.judge_table(slm, judge_name, limit=judge_limit, cached_only=True,
                                       progress=False)
             except LookupError:
                 continue

@@ -107,7 +107,7 @@ def _judge_model_id(judge: str, backend) -> str:
     return models.model_id(judge)
 
 
-def judge_dataset(slm: str, dataset: str, judge: str, backend=None, limit: int | None = 100,
+def judge_dataset(slm: str, dataset: str, judge: str, backend=None, limit: int | None = config.JUDGE_LIMIT,
                   split: str = "eval", chunk_size: int = 16, cached_only: bool = False,
                   source: str = "local", progress: bool = True,
                   slm_backend=None) -> pd.DataFrame:
@@ -188,7 +188,7 @@ def judge_dataset(slm: str, dataset: str, judge: str, backend=None, limit: int |
 
 
 def judge_table(slm: str, judge: str, datasets: Sequence[str] | None = None, backend=None,
-                limit: int | None = 100, cached_only: bool = False,
+                limit: int | None = config.JUDGE_LIMIT, cached_only: bool = False,
                 progress: bool = True, slm_backend=None) -> pd.DataFrame:
     """:func:`judge_dataset` over ``datasets`` (default: every free-form dataset); the judge's
     backend is loaded at most once."""
@@ -242,7 +242,7 @@ def agreement(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def disagreements(table: pd.DataFrame, split: str = "eval", source: str = "local",
-                  limit: int | None = 100, slm_backend=None) -> pd.DataFrame:
+                  limit: int | None = config.JUDGE_LIMIT, slm_backend=None) -> pd.DataFrame:
     """The judged items where the rule-based grade and the judge differ, with the question,
     the reference answer, the SLM's response and the judge's reply."""
     kept = table[~table["discarded"]]
@@ -283,7 +283,7 @@ def auroc_by_grader(conf_table: pd.DataFrame, table: pd.DataFrame) -> pd.DataFra
 
 
 def judge_markdown(table: pd.DataFrame, conf_table: pd.DataFrame | None = None,
-                   max_listed: int = 8, limit: int | None = 100) -> str:
+                   max_listed: int = 8, limit: int | None = config.JUDGE_LIMIT) -> str:
     """The judge page: agreement and kappa, the disagreements, and the AUROC shift."""
     from .study import fmt
     agr = agreement(table)

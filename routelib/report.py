@@ -5,7 +5,7 @@ import math
 
 import pandas as pd
 
-from . import data, models, runs
+from . import config, data, models, runs
 from .answer import answer_group, default_config
 
 
@@ -19,7 +19,7 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half, centre + half)
 
 
-def accuracy_table(model_names=None, datasets=None, limit: int | None = 100, split: str = "eval",
+def accuracy_table(model_names=None, datasets=None, limit: int | None = config.LIMIT, split: str = "eval",
                    backend_factory=None) -> pd.DataFrame:
     """One row per (model, dataset): n, accuracy, 95% CI, answer config and throughput."""
     rows = []
@@ -66,7 +66,7 @@ def mcnemar_p(a_only: int, b_only: int) -> float:
     return 1.0 if n == 0 else float(binomtest(a_only, n, 0.5).pvalue)
 
 
-def tier_gaps(llm: str, slms, datasets=None, limit: int | None = 100,
+def tier_gaps(llm: str, slms, datasets=None, limit: int | None = config.LIMIT,
               split: str = "eval") -> pd.DataFrame:
     """Per dataset and SLM: LLM accuracy minus SLM accuracy on the same items, with McNemar p.
 

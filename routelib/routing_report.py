@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from . import calibration as cal, confidence, distributions as D, metrics, plots
-from . import routing as R, study, uq
+from . import config, routing as R, study, uq
 from .study import fmt
 
 TRANSFER_METHODS = ("ood_probe", "perplexity")  # the paper's two methods in Section 4
@@ -42,7 +42,7 @@ def _save(fig, figures: Path | None, name: str, rel: str) -> str:
     return f"\n![{name}]({rel}/{name})\n"
 
 
-def write(slms, llm: str, limit: int | None = 100, figures: Path | None = None,
+def write(slms, llm: str, limit: int | None = config.LIMIT, figures: Path | None = None,
           figures_rel: str = "figures", export: Path | None = None,
           transfer_methods=TRANSFER_METHODS) -> str:
     import matplotlib

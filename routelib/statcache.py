@@ -97,7 +97,7 @@ def _write_part(path: Path, rows: list[dict]) -> None:
 
 # ---- the entry point ------------------------------------------------------------------------
 def item_stats(model: str, dataset: str, methods: Sequence, split: str = "eval",
-               limit: int | None = 100, backend=None, chunk_size: int = 16,
+               limit: int | None = config.LIMIT, backend=None, chunk_size: int = 16,
                source: str = "local", progress: bool = True):
     """``(records, answer rows, statistics dicts)`` for ``limit`` items of ``dataset``: the
     greedy answers (:func:`routelib.runs.generate`, cached) and every pass the ``methods`` need,

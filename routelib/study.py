@@ -16,7 +16,7 @@ import pandas as pd
 
 from pathlib import Path
 
-from . import calibration as cal, data, distributions as D, routing as R, runs
+from . import calibration as cal, config, data, distributions as D, routing as R, runs
 from .confidence import _refuse  # raises confidence.NotCached, a LookupError
 
 SHARE = 0.95  # "reach 95% of the LLM's accuracy"
@@ -24,7 +24,7 @@ SHIFT_SUMMARY_COLUMNS = (R.SLM, R.METHOD, "datasets", "ks_mean", "ks_max", "w_ra
                          "w_rank_max")
 
 
-def llm_answers(llm: str, datasets=None, limit: int | None = 100, split: str = "eval",
+def llm_answers(llm: str, datasets=None, limit: int | None = config.LIMIT, split: str = "eval",
                 cached_only: bool = True, backend=None) -> pd.DataFrame:
     """Rows (llm, dataset, item_id, correct) of ``llm``'s cached greedy answers (its default
     answer configuration). With ``cached_only`` a dataset not fully cached raises

@@ -72,6 +72,19 @@ def test_datasets(capsys):
     assert rows["mmlu"] == ["mcq", "problem_solving", "eval=test", "train=dev"]
 
 
+def test_timings_sums_the_cache_and_refuses_an_empty_one(capsys, fresh_cache_dir):
+    code, out, err = run(capsys, "timings")
+    assert code == 1 and out == "" and "no timings under" in err
+    folder = fresh_cache_dir / "answers" / "smollm2-135m" / "gsm8k" / "eval__generate__abc"
+    folder.mkdir(parents=True)
+    (folder / "timings.jsonl").write_text('{"items": 16, "seconds": 1800}\n'
+                                          '{"items": 4, "seconds": 1800}\n')
+    code, out, err = run(capsys, "timings")
+    assert (code, err) == (0, "")
+    assert "| smollm2-135m | answers | eval | 20 | 1.00 |" in out
+    assert out.splitlines()[-1] == "| all |  |  | 20 | 1.00 |"
+
+
 # ------------------------------------------------------------------------- generate --dry-run
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from routelib import models, report
+from routelib import config, models, report
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("ROUTELIB_DATA_DIR")
@@ -26,7 +26,7 @@ def repo_cache(monkeypatch):
     monkeypatch.setenv("ROUTELIB_DATA_DIR", REAL_DATA)
     real = confidence.confidence_table
 
-    def once(model, datasets=None, methods=None, limit=100, *args, cached_only=False, **kw):
+    def once(model, datasets=None, methods=None, limit=config.LIMIT, *args, cached_only=False, **kw):
         kw.pop("progress", None)
         if not cached_only or datasets is not None or methods is not None or args or kw:
             return real(model, datasets, methods, limit, *args, cached_only=cached_only, **kw)
@@ -40,9 +40,9 @@ def repo_cache(monkeypatch):
 
 
 def test_accuracy_table_in_docs_matches_the_cache(repo_cache):
-    table = report.accuracy_table(models.EMBEDDED, limit=100,
+    table = report.accuracy_table(models.EMBEDDED, limit=config.LIMIT,
                                   backend_factory=lambda m: report._no_backend)
-    assert len(table) == 3 * 14 and set(table["n"]) == {100}
+    assert len(table) == 3 * 14 and set(table["n"]) == {config.LIMIT}
     committed = (ROOT / "docs" / "accuracy_table.md").read_text()
     assert committed.startswith(report.accuracy_markdown(table))
     page = (ROOT / "docs" / "accuracy.md").read_text()
@@ -79,10 +79,10 @@ def test_auroc_page_matches_the_cache(repo_cache):
     from routelib import confidence, metrics, uq_report
     tables = []
     for slm in SLMS:
-        table = confidence.confidence_table(slm, limit=100, cached_only=True, progress=False)
+        table = confidence.confidence_table(slm, limit=config.LIMIT, cached_only=True, progress=False)
         assert not table.attrs["missing"] and not table.attrs["probe_train_missing"]
-        assert len(table) == 14 * 100 * 8
-        saved = pd.read_parquet(confidence.table_path(slm, 100))
+        assert len(table) == 14 * config.LIMIT * 8
+        saved = pd.read_parquet(confidence.table_path(slm, config.LIMIT))
         pd.testing.assert_frame_equal(table.reset_index(drop=True), saved, check_dtype=False)
         tables.append(table)
     table = pd.concat(tables, ignore_index=True)
@@ -92,7 +92,7 @@ def test_auroc_page_matches_the_cache(repo_cache):
 
 def test_routing_page_matches_the_cache(repo_cache, tmp_path):
     from routelib import routing_report
-    md = routing_report.write(list(SLMS), "qwen2.5-coder-0.5b", limit=100,
+    md = routing_report.write(list(SLMS), "qwen2.5-coder-0.5b", limit=config.LIMIT,
                               figures=tmp_path / "figures", figures_rel="figures")
     committed = (ROOT / "docs" / "routing.md").read_text()
     assert committed.startswith(md.rstrip("\n"))
@@ -104,7 +104,7 @@ def test_routing_page_matches_the_cache(repo_cache, tmp_path):
 def test_committed_calibration_sets_match_the_cache(repo_cache, tmp_path):
     import pandas as pd
     from routelib import routing_report, study, uq
-    conf, _, _ = routing_report.load_tables(list(SLMS), "qwen2.5-coder-0.5b", 100)
+    conf, _, _ = routing_report.load_tables(list(SLMS), "qwen2.5-coder-0.5b", config.LIMIT)
     sets = study.export_calibration_sets(conf, list(SLMS), list(uq.METHODS), tmp_path)
     assert len(sets) == len(SLMS) * len(uq.METHODS)
     for csv in sets["csv"]:
@@ -116,16 +116,17 @@ def test_committed_calibration_sets_match_the_cache(repo_cache, tmp_path):
 def test_judge_page_matches_the_cache(repo_cache):
     import pandas as pd
     from routelib import confidence, judge
-    table = judge.judge_table("smollm2-135m", "qwen2.5-coder-0.5b", limit=100, cached_only=True,
+    table = judge.judge_table("smollm2-135m", "qwen2.5-coder-0.5b", limit=config.JUDGE_LIMIT,
+                              cached_only=True,
                               progress=False)
-    assert len(table) == 4 * 100 and set(table["dataset"]) == set(judge.FREE_FORM)
-    conf = pd.read_parquet(confidence.table_path("smollm2-135m", 100))
+    assert len(table) == 4 * config.JUDGE_LIMIT and set(table["dataset"]) == set(judge.FREE_FORM)
+    conf = pd.read_parquet(confidence.table_path("smollm2-135m", config.LIMIT))
     assert (ROOT / "docs" / "judge.md").read_text() == judge.judge_markdown(table, conf)
 
 
 def test_findings_page_is_rendered_from_the_cache(repo_cache):
     from routelib import findings
-    facts = findings.facts(list(SLMS), limit=100)
+    facts = findings.facts(list(SLMS), limit=config.LIMIT)
     template = findings.TEMPLATE.read_text(encoding="utf-8")
     assert set(findings.fields(template)) <= set(facts)
     assert (ROOT / "book" / "findings.md").read_text(encoding="utf-8") == findings.render(facts)
