@@ -141,8 +141,9 @@ class TransformersBackend:
         # docs/performance.md): early_exit (hidden states stop at the requested layer),
         # share_context (log-likelihood requests with one context run it once), bucketing
         # (cost_batches instead of fixed-size batches; step_tokens: one decoding step of a batch
-        # costs about as much as this many prompt tokens, see default_step_tokens; token_budget: at most this many token slots in a
-        # batch of several prompts, so memory stays bounded on long inputs).
+        # costs about as much as this many prompt tokens, see default_step_tokens; token_budget:
+        # at most this many token slots in a batch of several prompts, so memory stays bounded
+        # on long inputs).
         self.early_exit, self.bucketing = early_exit, bucketing
         self.step_tokens = step_tokens if step_tokens is not None else default_step_tokens(model)
         self.share_context, self.token_budget = share_context, token_budget

@@ -57,7 +57,8 @@ def backend_factory(quick: bool):
     return lazy_backend
 
 
-def accuracy(models, datasets=None, limit: int | None = config.LIMIT, quick: bool = True) -> pd.DataFrame:
+def accuracy(models, datasets=None, limit: int | None = config.LIMIT,
+             quick: bool = True) -> pd.DataFrame:
     """:func:`routelib.report.accuracy_table` per (model, dataset), leaving out what is not
     cached in quick mode. ``attrs["missing"]``: ``model: dataset`` pairs left out;
     ``attrs["complete"]``: datasets answered by every model."""

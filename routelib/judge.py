@@ -107,8 +107,9 @@ def _judge_model_id(judge: str, backend) -> str:
     return models.model_id(judge)
 
 
-def judge_dataset(slm: str, dataset: str, judge: str, backend=None, limit: int | None = config.JUDGE_LIMIT,
-                  split: str = "eval", chunk_size: int = 16, cached_only: bool = False,
+def judge_dataset(slm: str, dataset: str, judge: str, backend=None,
+                  limit: int | None = config.JUDGE_LIMIT, split: str = "eval",
+                  chunk_size: int = 16, cached_only: bool = False,
                   source: str = "local", progress: bool = True,
                   slm_backend=None) -> pd.DataFrame:
     """Rows (:data:`COLUMNS`) of ``judge``'s verdicts on ``slm``'s answers to ``limit`` items of

@@ -19,8 +19,8 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (centre - half, centre + half)
 
 
-def accuracy_table(model_names=None, datasets=None, limit: int | None = config.LIMIT, split: str = "eval",
-                   backend_factory=None) -> pd.DataFrame:
+def accuracy_table(model_names=None, datasets=None, limit: int | None = config.LIMIT,
+                   split: str = "eval", backend_factory=None) -> pd.DataFrame:
     """One row per (model, dataset): n, accuracy, 95% CI, answer config and throughput."""
     rows = []
     for model in model_names or models.EMBEDDED:

@@ -123,8 +123,8 @@ class Router:
         instruct stand-in repeat its answer on one line up to the token limit)."""
         group = _group(record)
         chosen = SELECTED.get(getattr(self.llm, "name", ""), {}).get(group) if group else None
-        chat = chosen.chat if chosen is not None else self.llm.render_chat("x") is not None
-        return AnswerConfig("generate", chat and self.llm.render_chat("x") is not None)
+        has_chat = self.llm.render_chat("x") is not None
+        return AnswerConfig("generate", has_chat and (chosen.chat if chosen is not None else True))
 
     def route(self, question: str, choices=None, context: str | None = None,
               kind: str = "auto") -> RouteResult:

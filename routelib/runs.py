@@ -159,7 +159,7 @@ def throughput(path: Path) -> dict:
     totals: dict = {"items": 0, "seconds": 0.0}
     tfile = path / "timings.jsonl"
     if tfile.exists():
-        for line in tfile.read_text().splitlines():
+        for line in filter(str.strip, tfile.read_text().splitlines()):
             for k, v in json.loads(line).items():
                 if isinstance(v, (int, float)):
                     totals[k] = totals.get(k, 0) + v

@@ -12,12 +12,12 @@ interrupted, unsaved chunks excluded). Folder layout::
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 
 from . import config
+from .runs import throughput
 
 COLUMNS = ("kind", "model", "dataset", "split", "part", "items", "seconds")
 
@@ -36,13 +36,8 @@ def stored_time(root: Path | None = None) -> pd.DataFrame:
             model, dataset, run = rel[0], rel[1], rel[2]
             split, _, rest = run.partition("__")
             part = rel[3].split("__")[0] if len(rel) > 3 else rest.rsplit("__", 1)[0]
-            items, seconds = 0, 0.0
-            for line in tfile.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    items += int(rec.get("items", 0))
-                    seconds += float(rec.get("seconds", 0.0))
-            rows.append((kind, model, dataset, split, part, items, seconds))
+            t = throughput(tfile.parent)
+            rows.append((kind, model, dataset, split, part, int(t["items"]), float(t["seconds"])))
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
