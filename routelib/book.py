@@ -119,10 +119,12 @@ class Cached:
 
 def load(slms, llm: str, datasets=None, methods=None, limit: int | None = config.LIMIT,
          quick: bool = True) -> Cached:
-    """:func:`routelib.confidence.confidence_table` of every SLM (``cached_only=quick``, no
-    progress bars) joined with the LLM tier's answers by :func:`attach_llm`."""
-    tables = [confidence.confidence_table(s, datasets, methods, limit=limit, cached_only=quick,
-                                          progress=False) for s in slms]
+    """Every SLM's confidence table (``quick``: :func:`routelib.confidence.load_table`, the saved
+    table, nothing computed; else :func:`routelib.confidence.confidence_table`, no progress
+    bars) joined with the LLM tier's answers by :func:`attach_llm`."""
+    tables = [confidence.load_table(s, datasets, methods, limit=limit) if quick else
+              confidence.confidence_table(s, datasets, methods, limit=limit, progress=False)
+              for s in slms]
     return attach_llm(tables, llm, limit=limit, quick=quick, slms=slms)
 
 

@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from . import config, data, probe as P, stats as S, uq
+from .probe_store import StoredProbe
 from .statcache import item_stats
 
 PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
@@ -59,12 +60,6 @@ def train_features(model: str, datasets: Sequence[str], train_limit: int = PROBE
         X = np.stack([d[S.HIDDEN_STATE] for d in st]) if st else np.zeros((0, 0), np.float32)
         out[ds] = (X, rows["correct"].astype(int).to_numpy())
     return out
-
-
-def _fit(X, y, **kw):
-    if len(np.unique(y)) < 2:
-        return None
-    return P.MLPProbe(**kw).fit(X, y)
 
 
 def confidence_table(model: str, datasets: Sequence[str] | None = None,
@@ -126,7 +121,7 @@ def confidence_table(model: str, datasets: Sequence[str] | None = None,
                     continue  # cached_only and its train features are not cached
                 if m == "ood_probe" and not any(k != ds for k in feats):
                     continue
-                fitted = _fit(*feats[ds]) if m == "trained_probe" else _fit_ood(feats, ds)
+                fitted = stored_probe(model, str(rows["model_id"].iloc[0]), m, ds, feats)
                 if fitted is None:
                     conf, reason = np.full(len(st), np.nan), ONE_CLASS
                 else:
@@ -139,6 +134,30 @@ def confidence_table(model: str, datasets: Sequence[str] | None = None,
            else pd.DataFrame(columns=list(CONFIDENCE_COLUMNS)))
     out.attrs.update(missing=missing, probe_train_missing=train_missing)
     return out
+
+
+def stored_probe(model: str, model_id: str, kind: str, dataset: str,
+                 feats: dict) -> StoredProbe | None:
+    """The ``kind`` probe (trained or OOD) that scores ``dataset``, behind the probe store
+    (:mod:`routelib.probe_store`): fitted only if its stored predictions are missing; ``None``
+    when its training labels have one class."""
+    if kind == "trained_probe":
+        X, y = feats[dataset]
+        if len(np.unique(y)) < 2:
+            return None
+        params = P.MLPProbe().get_params()
+        return StoredProbe(model, model_id, kind, dataset, X, y,
+                           lambda: P.MLPProbe(**params).fit(X, y), params)
+    train = [k for k, v in feats.items() if k != dataset and len(v[1])]
+    if not train:
+        return None
+    y = np.concatenate([feats[k][1] for k in train])
+    if len(np.unique(y)) < 2:
+        return None
+    X = np.concatenate([feats[k][0] for k in train])
+    params = P.MLPProbe(lr=P.OOD_LR).get_params()
+    return StoredProbe(model, model_id, kind, dataset, X, y, lambda: _fit_ood(feats, dataset),
+                       params, trained_on=train)
 
 
 def _fit_ood(feats: dict, held_out: str):
@@ -166,6 +185,28 @@ def discard_summary(table: pd.DataFrame) -> pd.DataFrame:
 def table_path(model: str, limit: int | None) -> Path:
     """Where ``python -m routelib uq`` saves a model's table: ``<cache>/confidence/``."""
     return config.cache_dir() / "confidence" / f"{model}__n{limit or 'all'}.parquet"
+
+
+def load_table(model: str, datasets: Sequence[str] | None = None,
+               methods: Sequence[str] | None = None,
+               limit: int | None = config.LIMIT) -> pd.DataFrame:
+    """The confidence table of ``model`` for reading: the table ``python -m routelib uq`` saved
+    (:func:`table_path`), filtered to ``datasets`` and ``methods``, when it covers them all;
+    else :func:`confidence_table` with ``cached_only=True`` (stored probes, no model, nothing
+    trained unless a stored probe is missing). Never loads a model."""
+    path = table_path(model, limit)
+    want_ds = list(datasets or data.DATASETS)
+    want_m = list(methods or uq.METHODS)
+    if path.exists():
+        saved = pd.read_parquet(path)
+        have_ds, have_m = set(saved["dataset"]), set(saved["method"])
+        if set(want_ds) <= have_ds and set(want_m) <= have_m:
+            out = saved[saved["dataset"].isin(want_ds) & saved["method"].isin(want_m)]
+            out = out.reset_index(drop=True)
+            out.attrs.update(missing=[], probe_train_missing=[], source=str(path))
+            return out
+    return confidence_table(model, want_ds, want_m, limit=limit, progress=False,
+                            cached_only=True)
 
 
 def save_table(table: pd.DataFrame, path: Path) -> Path:

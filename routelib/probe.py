@@ -6,8 +6,12 @@ with class 1 = correct), so it works with ``sklearn.base.clone`` and ``check_is_
 
 Architecture (the paper's probe): four linear layers ``d -> 256 -> 128 -> 64 -> 1`` with
 LeakyReLU between them, one logit, binary cross-entropy with logits, Adam, 20 epochs of
-mini-batches of 32, seed 50 for the weight initialization and for the shuffling. Training is
-fully deterministic on CPU: the same data and hyperparameters give identical probabilities.
+mini-batches of 32, seed 50 for the weight initialization and for the shuffling. Training runs
+with one thread and ``torch.use_deterministic_algorithms(True)`` (both restored afterwards), so on
+one machine the same data and hyperparameters give identical weights whatever the caller's thread
+count. Another CPU may still differ in the last digits (other kernels and instruction sets):
+that is why fitted probes are stored and read (:mod:`routelib.probe_store`), never refitted to
+read a result.
 
 The *in-domain* probe uses ``lr=5e-4`` and is trained on the dataset's own train split
 (:func:`train_subsample` fixes its size); the *OOD* probe is the same class with ``lr=1e-4``
@@ -20,6 +24,7 @@ get scale 1) before the MLP. ``standardize=False`` feeds raw hidden states as th
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Mapping
 
 import numpy as np
@@ -89,7 +94,7 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
 
         rng = np.random.default_rng(self.seed)
         losses = []
-        with torch.random.fork_rng(devices=[]):  # leave the caller's global RNG untouched
+        with _deterministic_torch(), torch.random.fork_rng(devices=[]):  # caller's RNG untouched
             torch.manual_seed(self.seed)
             model = self._build(X.shape[1])
             opt = torch.optim.Adam(model.parameters(), lr=self.lr,
@@ -173,6 +178,21 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         for k, v in state["extra"].items():
             setattr(probe, k, tuple(v) if isinstance(v, list) else v)
         return probe
+
+
+@contextmanager
+def _deterministic_torch():
+    """One thread and deterministic algorithms while fitting; the caller's settings after."""
+    import torch
+    threads = torch.get_num_threads()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+        torch.set_num_threads(threads)
 
 
 def _as_features(X) -> np.ndarray:

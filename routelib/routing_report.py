@@ -18,7 +18,7 @@ def load_tables(slms, llm: str, limit: int | None):
     """(confidence table of every SLM from the cache, LLM table, notes on what is missing)."""
     tables, notes = [], []
     for slm in slms:
-        t = confidence.confidence_table(slm, limit=limit, cached_only=True, progress=False)
+        t = confidence.load_table(slm, limit=limit)
         if t.attrs.get("missing"):
             notes.append(f"{slm}: datasets not (fully) cached yet, left out: "
                          f"{', '.join(t.attrs['missing'])}")

@@ -368,8 +368,13 @@ class _Probe(Method):
         if not hasattr(probe, "predict_proba"):
             raise TypeError(f"method {self.name!r} needs a fitted probe with predict_proba, got "
                             f"{type(probe).__name__}")
+        from sklearn.exceptions import NotFittedError
         from sklearn.utils.validation import check_is_fitted
-        check_is_fitted(probe)
+        is_fitted = getattr(probe, "__sklearn_is_fitted__", None)  # e.g. a stored probe
+        if is_fitted is None:
+            check_is_fitted(probe)
+        elif not is_fitted():
+            raise NotFittedError(f"method {self.name!r}: the probe is not fitted")
         self.probe = probe
 
     def __repr__(self) -> str:

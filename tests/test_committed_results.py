@@ -14,29 +14,28 @@ SLMS = ("smollm2-135m", "gemma3-270m")
 pytestmark = pytest.mark.skipif(not REAL_DATA, reason="needs ROUTELIB_DATA_DIR (the Makefile sets it)")
 
 
-_TABLES: dict = {}
+PROBE_FITS: list = []
 
 
 @pytest.fixture
 def repo_cache(monkeypatch):
-    """The repository's cache; cached-only confidence tables are computed once per test session
-    (their probes are refitted each time otherwise) and handed out as copies."""
-    from routelib import confidence
+    """The repository's cache, read as a machine that did not produce it would: every probe fit
+    perturbs its features by a tiny noise (other CPUs give other last digits) and is counted.
+    Reading committed results must fit nothing, so the pages stay byte-identical."""
+    import numpy as np
+    from routelib import probe
     monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(ROOT / "data_cache"))
     monkeypatch.setenv("ROUTELIB_DATA_DIR", REAL_DATA)
-    real = confidence.confidence_table
+    real_fit = probe.MLPProbe.fit
 
-    def once(model, datasets=None, methods=None, limit=config.LIMIT, *args, cached_only=False, **kw):
-        kw.pop("progress", None)
-        if not cached_only or datasets is not None or methods is not None or args or kw:
-            return real(model, datasets, methods, limit, *args, cached_only=cached_only, **kw)
-        if (model, limit) not in _TABLES:
-            _TABLES[(model, limit)] = real(model, limit=limit, cached_only=True, progress=False)
-        t = _TABLES[(model, limit)]
-        out = t.copy()
-        out.attrs = dict(t.attrs)
-        return out
-    monkeypatch.setattr(confidence, "confidence_table", once)
+    def perturbed_fit(self, X, y):
+        PROBE_FITS.append(self.get_params())
+        X = np.asarray(X, dtype=np.float32)
+        noise = np.random.default_rng(0).normal(0.0, 1e-6, X.shape).astype(np.float32)
+        return real_fit(self, X * (1 + noise), y)
+    monkeypatch.setattr(probe.MLPProbe, "fit", perturbed_fit)
+    yield
+    assert not PROBE_FITS, f"reading the committed results fitted {len(PROBE_FITS)} probe(s)"
 
 
 def test_accuracy_table_in_docs_matches_the_cache(repo_cache):
@@ -130,3 +129,19 @@ def test_findings_page_is_rendered_from_the_cache(repo_cache):
     template = findings.TEMPLATE.read_text(encoding="utf-8")
     assert set(findings.fields(template)) <= set(facts)
     assert (ROOT / "book" / "findings.md").read_text(encoding="utf-8") == findings.render(facts)
+
+
+def test_a_refit_would_change_the_probe_results(repo_cache, tmp_path, monkeypatch):
+    """The perturbation above is not vacuous: with an empty probe store the (perturbed) refit
+    gives other trained-probe confidences than the committed table holds."""
+    import pandas as pd
+    from routelib import confidence, probe_store
+    monkeypatch.setattr(probe_store, "store_dir", lambda model: tmp_path / model)
+    refit = confidence.confidence_table("smollm2-135m", ["piqa"], ["trained_probe"],
+                                        limit=config.LIMIT, cached_only=True, progress=False)
+    fits = len(PROBE_FITS)
+    PROBE_FITS.clear()
+    saved = pd.read_parquet(confidence.table_path("smollm2-135m", config.LIMIT))
+    saved = saved[(saved["dataset"] == "piqa") & (saved["method"] == "trained_probe")]
+    assert fits == 1 and len(refit) == len(saved) == config.LIMIT
+    assert (refit["confidence"].to_numpy() != saved["confidence"].to_numpy()).any()
