@@ -54,7 +54,7 @@ notebooks: kernel
 	  $(BIN)/papermill "$$nb" "book/chapters/$$(basename $$nb)" -k python3 \
 	    --no-progress-bar --log-level ERROR $(NB_PARAMS) || exit 1; \
 	done
-	$(BIN)/python -m routelib.book normalize book/chapters/*.ipynb
+	$(BIN)/python -m routelib.report.book normalize book/chapters/*.ipynb
 
 book: setup
 	$(BIN)/jupyter-book build . --config _config.yml --toc book/_toc.yml

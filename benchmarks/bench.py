@@ -21,7 +21,7 @@ Measured, per model, on fixed items (MCQ from MMLU, free-form from GSM8K; seed-5
   routelib's passes for the same four estimators.
 
 Every timing is the median of ``--repeats`` runs with the statistics cache bypassed (passes are
-called directly, not through :mod:`routelib.statcache`).
+called directly, not through :mod:`routelib.uq.statcache`).
 """
 from __future__ import annotations
 
@@ -75,16 +75,16 @@ def timed(backend, fn, *args):
 
 def pipeline_chunks(recs, rows, size: int = 16):
     """Records and rows in the order the statistics cache computes them (longest first, chunks
-    of 16 items, :mod:`routelib.statcache`), so batches pad as much as in a real run."""
-    from routelib import runs
+    of 16 items, :mod:`routelib.uq.statcache`), so batches pad as much as in a real run."""
+    from routelib.cache import runs
     order = sorted(range(len(recs)), key=lambda i: runs._length_key(recs[i]))
     return [([recs[i] for i in order[k:k + size]], [rows[i] for i in order[k:k + size]])
             for k in range(0, len(order), size)]
 
 
 def pass_kinds(backend, name, mcq, gen, chunks):
-    from routelib import passes
-    from routelib.answer import answer_records, default_config
+    from routelib.uq import passes
+    from routelib.answers.answer import answer_records, default_config
     n = sum(len(c[0]) for c in chunks)
 
     def over_chunks(kind):
@@ -101,8 +101,9 @@ def pass_kinds(backend, name, mcq, gen, chunks):
 
 def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool,
                 ablations: bool = False, polygraph_n: int | None = None) -> dict:
-    from routelib import data, runs
-    from routelib.backend import TransformersBackend
+    from routelib import data
+    from routelib.cache import runs
+    from routelib.models.backend import TransformersBackend
 
     t = time.perf_counter()
     backend = TransformersBackend.from_registry(name)
@@ -144,7 +145,7 @@ def bench_ablations(backend, name, mcq, gen, chunks, repeats, outputs, on_times)
     quantization and one thread instead of the default: time against the default run, and
     how far the outputs move (:func:`compare`)."""
     import torch
-    from routelib.backend import TransformersBackend
+    from routelib.models.backend import TransformersBackend
     rows = []
 
     def measure(label, bk, kinds):
@@ -218,8 +219,9 @@ def bench_polygraph(backend, name, recs, rows, repeats: int) -> dict:
     from lm_polygraph.stat_calculators.sample import SamplingGenerationCalculator
     from lm_polygraph.utils.generation_parameters import GenerationParameters
     from lm_polygraph.utils.model import WhiteboxModel
-    from routelib import passes, prompts as P
-    from routelib.answer import answer_records, default_config
+    from routelib.uq import passes
+    from routelib.answers import prompts as P
+    from routelib.answers.answer import answer_records, default_config
 
     wb = WhiteboxModel(backend.model, backend.tok,
                        generation_parameters=GenerationParameters(allow_newlines=True))

@@ -54,8 +54,8 @@ def main() -> None:
     from lm_polygraph.utils.model import WhiteboxModel
     from lm_polygraph.utils.generation_parameters import GenerationParameters
 
-    from routelib import statcache, stats as S, uq
-    from routelib.backend import GenRequest, LoglikRequest, TransformersBackend
+    from routelib.uq import statcache, stats as S, methods as uq
+    from routelib.models.backend import GenRequest, LoglikRequest, TransformersBackend
 
     backend = TransformersBackend.from_registry(args.model)
     records, rows, st = statcache.item_stats(args.model, args.dataset,
@@ -163,7 +163,7 @@ def main() -> None:
                  "is a log-probability (its `_ScoresProcessor` log-softmaxes), not a logit.")
     lines.append("- routelib's p(True) method then normalizes p(True) / (p(True) + p(False)) "
                  "as the paper specifies, with its own follow-up prompt "
-                 "(`routelib.passes.PTRUE_FOLLOWUP`).\n")
+                 "(`routelib.uq.passes.PTRUE_FOLLOWUP`).\n")
 
     # 4. Jaccard degree matrix on the same samples
     samples = [list(d[S.SAMPLE_TEXTS]) for d in st]

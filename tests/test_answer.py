@@ -1,5 +1,5 @@
-"""routelib.answer with the fake backend (hand-computed scores and rows), plus the pure helpers
-of routelib.backend (GenRequest.params, cut_at_stop, request_seed, length_batches)."""
+"""routelib.answers.answer with the fake backend (hand-computed scores and rows), plus the pure helpers
+of routelib.models.backend (GenRequest.params, cut_at_stop, request_seed, length_batches)."""
 from __future__ import annotations
 
 import hashlib
@@ -7,12 +7,12 @@ import json
 
 import pytest
 
-from routelib import answer
-from routelib.answer import ANSWER_COLUMNS, AnswerConfig, answer_records, request_key
-from routelib.backend import (GenRequest, cost_batches, cut_at_stop, length_batches,
-                              request_seed)
+from routelib.answers import answer
+from routelib.answers.answer import ANSWER_COLUMNS, AnswerConfig, answer_records, request_key
 from routelib.data import DataError
-from routelib.fake import FakeBackend
+from routelib.models.backend import (GenRequest, cost_batches, cut_at_stop, length_batches,
+                                     request_seed)
+from routelib.models.fake import FakeBackend
 
 CSQA_PROMPT = "Question: Where do you borrow books?\nAnswer:"
 CSQA_CONTS = [" bank", " library", " department store", " mall", " new york"]

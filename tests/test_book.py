@@ -1,5 +1,5 @@
 """The executable book: notebooks/ sources, their executed copies in book/chapters/, the table of
-contents, the helpers of routelib.book, and (nbval) that re-executing every chapter reproduces
+contents, the helpers of routelib.report.book, and (nbval) that re-executing every chapter reproduces
 its committed outputs."""
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import book, routing as R
+from routelib.report import book
+from routelib.routing import simulation as R
 
 nbformat = pytest.importorskip("nbformat")  # the `book` extra
 
@@ -130,10 +131,10 @@ def test_chapter_runs_the_current_source_cleanly(path):
             assert not (o.output_type == "stream" and o.name == "stderr"), \
                 f"stderr in the chapter (warnings carry paths): {o.text[:300]}"
     assert "start_time" not in ran.metadata.get("papermill", {}), \
-        "run `python -m routelib.book normalize` (make notebooks does)"
+        "run `python -m routelib.report.book normalize` (make notebooks does)"
 
 
-# ---- routelib.book on synthetic tables ------------------------------------------------------
+# ---- routelib.report.book on synthetic tables ------------------------------------------------------
 def synthetic(discard: bool = True) -> book.Cached:
     rng = np.random.default_rng(0)
     conf, llm = [], []
@@ -196,7 +197,7 @@ def test_empty_cache_gives_empty_tables_not_errors(capsys):
 
 
 def test_decompose_uses_the_largest_full_table():
-    from routelib import distributions as D
+    from routelib.routing import distributions as D
     cached = synthetic(discard=False)
     shift = D.distribution_shift(cached.conf)
     extra = shift.iloc[:1].assign(**{R.DATASET: "only_s1"})  # a dataset one (slm, method) has

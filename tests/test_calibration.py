@@ -1,4 +1,4 @@
-"""routelib.calibration: Algorithm 1's stratified sample, threshold transfer and its errors."""
+"""routelib.routing.calibration: Algorithm 1's stratified sample, threshold transfer and its errors."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import calibration as cal
-from routelib import routing
 from routelib.config import SEED
+from routelib.routing import calibration as cal, simulation as routing
 
 # hand-made pool over [0, 3] with 3 bins [0,1) [1,2) [2,3]: 25, 15 and 4 items
 BIN_VALUES = [np.linspace(0, 0.96, 25), 1 + np.linspace(0, 0.9, 15), [2.2, 2.5, 2.8, 3.0]]

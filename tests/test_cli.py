@@ -1,4 +1,4 @@
-"""routelib.cli.main: listing commands, generate (dry run and with a fake backend patched in
+"""routelib.cli.app.main: listing commands, generate (dry run and with a fake backend patched in
 for the model loader), error exits and help. No real model is ever loaded."""
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import re
 
 import pytest
 
-from routelib import backend as backend_mod
-from routelib import cli, models
-from routelib.fake import FakeBackend
+from routelib import models
+from routelib.cli import app as cli
+from routelib.models import backend as backend_mod
+from routelib.models.fake import FakeBackend
 
 ALL_14 = ["gsm8k", "aqua", "multiarith", "svamp", "boolq", "commonsenseqa", "hellaswag",
           "openbookqa", "piqa", "siqa", "truthfulqa", "winogrande", "coqa", "mmlu"]
@@ -225,7 +226,7 @@ def test_a_command_is_required(capsys):
     (["route", "--slm", "foo", "--threshold", "0.5", "hi"], "model 'foo' is not known"),
 ])
 def test_route_refuses_bad_input_before_loading_a_model(argv, message, capsys, monkeypatch):
-    from routelib import cli
+    from routelib.cli import app as cli
     monkeypatch.setattr(cli, "lazy_backend", lambda *a, **k: pytest.fail("loaded a model"))
     assert cli.main(argv) == 2
     assert message in capsys.readouterr().err

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from routelib import config, models, report
+from routelib import config, models
+from routelib.report import accuracy as report
 
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("ROUTELIB_DATA_DIR")
@@ -23,7 +24,7 @@ def repo_cache(monkeypatch):
     perturbs its features by a tiny noise (other CPUs give other last digits) and is counted.
     Reading committed results must fit nothing, so the pages stay byte-identical."""
     import numpy as np
-    from routelib import probe
+    from routelib.uq import probe
     monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(ROOT / "data_cache"))
     monkeypatch.setenv("ROUTELIB_DATA_DIR", REAL_DATA)
     real_fit = probe.MLPProbe.fit
@@ -61,7 +62,8 @@ def test_tier_gaps_in_docs_match_the_cache(repo_cache):
 
 def test_answer_style_selection_in_docs_matches_the_cache(repo_cache):
     import pandas as pd
-    from routelib import answer, selection
+    from routelib.answers import answer
+    from routelib.report import selection
     small = pd.concat([selection.run_selection(m, backend=report._no_backend, progress=False)
                        for m in ("smollm2-135m", "gemma3-270m")], ignore_index=True)
     qwen = selection.run_selection("qwen2.5-coder-0.5b", backend=report._no_backend,
@@ -75,7 +77,8 @@ def test_answer_style_selection_in_docs_matches_the_cache(repo_cache):
 
 def test_auroc_page_matches_the_cache(repo_cache):
     import pandas as pd
-    from routelib import confidence, metrics, uq_report
+    from routelib.uq import confidence, metrics
+    from routelib.report import uq_page as uq_report
     tables = []
     for slm in SLMS:
         table = confidence.confidence_table(slm, limit=config.LIMIT, cached_only=True, progress=False)
@@ -90,7 +93,7 @@ def test_auroc_page_matches_the_cache(repo_cache):
 
 
 def test_routing_page_matches_the_cache(repo_cache, tmp_path):
-    from routelib import routing_report
+    from routelib.report import routing_page as routing_report
     md = routing_report.write(list(SLMS), "qwen2.5-coder-0.5b", limit=config.LIMIT,
                               figures=tmp_path / "figures", figures_rel="figures")
     committed = (ROOT / "docs" / "routing.md").read_text()
@@ -102,7 +105,9 @@ def test_routing_page_matches_the_cache(repo_cache, tmp_path):
 
 def test_committed_calibration_sets_match_the_cache(repo_cache, tmp_path):
     import pandas as pd
-    from routelib import routing_report, study, uq
+    from routelib.report import routing_page as routing_report
+    from routelib.routing import study
+    from routelib.uq import methods as uq
     conf, _, _ = routing_report.load_tables(list(SLMS), "qwen2.5-coder-0.5b", config.LIMIT)
     sets = study.export_calibration_sets(conf, list(SLMS), list(uq.METHODS), tmp_path)
     assert len(sets) == len(SLMS) * len(uq.METHODS)
@@ -114,7 +119,8 @@ def test_committed_calibration_sets_match_the_cache(repo_cache, tmp_path):
 
 def test_judge_page_matches_the_cache(repo_cache):
     import pandas as pd
-    from routelib import confidence, judge
+    from routelib.uq import confidence
+    from routelib.report import judge
     table = judge.judge_table("smollm2-135m", "qwen2.5-coder-0.5b", limit=config.JUDGE_LIMIT,
                               cached_only=True,
                               progress=False)
@@ -124,7 +130,7 @@ def test_judge_page_matches_the_cache(repo_cache):
 
 
 def test_findings_page_is_rendered_from_the_cache(repo_cache):
-    from routelib import findings
+    from routelib.report import findings
     facts = findings.facts(list(SLMS), limit=config.LIMIT)
     template = findings.TEMPLATE.read_text(encoding="utf-8")
     assert set(findings.fields(template)) <= set(facts)
@@ -135,7 +141,7 @@ def test_a_refit_would_change_the_probe_results(repo_cache, tmp_path, monkeypatc
     """The perturbation above is not vacuous: with an empty probe store the (perturbed) refit
     gives other trained-probe confidences than the committed table holds."""
     import pandas as pd
-    from routelib import confidence, probe_store
+    from routelib.uq import confidence, probe_store
     monkeypatch.setattr(probe_store, "store_dir", lambda model: tmp_path / model)
     refit = confidence.confidence_table("smollm2-135m", ["piqa"], ["trained_probe"],
                                         limit=config.LIMIT, cached_only=True, progress=False)

@@ -1,4 +1,4 @@
-"""routelib.distributions: per-dataset shift from the pool, and the variance decomposition."""
+"""routelib.routing.distributions: per-dataset shift from the pool, and the variance decomposition."""
 from __future__ import annotations
 
 import itertools
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import distributions as dist
+from routelib.routing import distributions as dist
 
 BASE = np.arange(10.0)          # integers: exact in floating point
 
@@ -103,7 +103,7 @@ def test_decomposition_needs_a_full_table_with_one_value_per_cell():
 
 def test_slm_shift_compares_models_on_the_same_method_and_data():
     import pandas as pd
-    from routelib import distributions as D
+    from routelib.routing import distributions as D
     rows = []
     for slm, shift in (("a", 0.0), ("b", 10.0), ("c", 0.0)):
         for k in range(20):

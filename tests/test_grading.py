@@ -1,11 +1,11 @@
-"""Hand-written cases for routelib.grading: each checks correct, extracted and rule."""
+"""Hand-written cases for routelib.answers.grading: each checks correct, extracted and rule."""
 import pytest
 
+from routelib.answers.grading import (TEXT_F1_THRESHOLD, Grade, extract_letter, extract_number,
+                                      format_number, grade, grade_mcq, grade_number, grade_text,
+                                      grade_true_false, letter_token, match_option_text,
+                                      normalize_text, parse_number, token_f1)
 from routelib.data import Record
-from routelib.grading import (TEXT_F1_THRESHOLD, Grade, extract_letter, extract_number,
-                              format_number, grade, grade_mcq, grade_number, grade_text,
-                              grade_true_false, letter_token, match_option_text, normalize_text,
-                              parse_number, token_f1)
 
 
 def mcq(choices, answer, id="m1"):

@@ -1,4 +1,4 @@
-"""routelib.hub: each hub layout converted to routelib Records, with fake loaders (no network)."""
+"""routelib.data.hub: each hub layout converted to routelib Records, with fake loaders (no network)."""
 from __future__ import annotations
 
 import json
@@ -9,8 +9,8 @@ from pathlib import Path
 import datasets
 import pytest
 
-from routelib import data, hub
-from routelib.data import DataError
+from routelib import data
+from routelib.data import DataError, hub
 
 
 def fake_loader(rows, path, config, split, **kwargs):

@@ -1,4 +1,4 @@
-"""routelib.judge with scripted fake backends: prompt content, verdict parsing with counted
+"""routelib.report.judge with scripted fake backends: prompt content, verdict parsing with counted
 discards, caching (a rerun makes no call, an interrupted run resumes), kappa and the
 disagreement list, AUROC under either grader."""
 from __future__ import annotations
@@ -7,8 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import confidence, judge, runs
-from routelib.fake import FakeBackend, FakeCrash
+from routelib.cache import runs
+from routelib.models.fake import FakeBackend, FakeCrash
+from routelib.report import judge
+from routelib.uq import confidence
 
 
 def slm_answers(answer="The answer is 42."):

@@ -1,4 +1,4 @@
-"""routelib.metrics: AUROC (undefined cases, discarded items), bootstrap intervals, the table."""
+"""routelib.uq.metrics: AUROC (undefined cases, discarded items), bootstrap intervals, the table."""
 from __future__ import annotations
 
 import math
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from routelib import metrics as M
+from routelib.uq import metrics as M
 
 
 def test_perfect_reversed_and_hand_computed():

@@ -1,4 +1,4 @@
-"""routelib.openai_backend against a real loopback server (llm-katan's echo backend, katan.py).
+"""routelib.models.openai_backend against a real loopback server (llm-katan's echo backend, katan.py).
 
 The echo server answers ``[echo] model=... max_tokens=N temperature=T`` and ``User: <message>``
 on two lines, never returns log-probs and ignores ``stop``, ``n`` and ``seed``.
@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from katan import katan, katan_echo  # noqa: F401  (fixtures)
 
-from routelib import runs
-from routelib.answer import AnswerConfig
-from routelib.backend import GenRequest, LoglikRequest
-from routelib.openai_backend import (BudgetExceeded, OpenAIBackend, OpenAIBackendError,
-                                     retry_after)
+from routelib.answers.answer import AnswerConfig
+from routelib.cache import runs
+from routelib.models.backend import GenRequest, LoglikRequest
+from routelib.models.openai_backend import (BudgetExceeded, OpenAIBackend, OpenAIBackendError,
+                                            retry_after)
 
 pytest.importorskip("llm_katan", reason="llm-katan (the dev extra) runs the loopback server")
 
@@ -221,9 +221,9 @@ def test_the_api_key_is_in_no_file_and_no_error(katan, katan_echo, use_data_dir,
 
 KILL_SCRIPT = """
 import sys
-from routelib import runs
-from routelib.answer import AnswerConfig
-from routelib.openai_backend import OpenAIBackend
+from routelib.answers.answer import AnswerConfig
+from routelib.cache import runs
+from routelib.models.openai_backend import OpenAIBackend
 be = OpenAIBackend(sys.argv[2], base_url=sys.argv[1], max_concurrency=1)
 runs.generate(sys.argv[2], "gsm8k", backend=be, cfg=AnswerConfig("generate"), chunk_size=1,
               progress=False)
@@ -264,7 +264,7 @@ def test_a_run_killed_with_sigkill_resumes_to_the_same_table(katan, use_data_dir
 
 
 def test_the_llm_tier_from_an_endpoint_has_the_local_tiers_columns(katan_echo, use_data_dir):
-    from routelib import study
+    from routelib.routing import study
     be = backend(katan_echo.url)
     api = study.llm_answers(MODEL, ["gsm8k", "commonsenseqa"], limit=3, backend=be)
     assert list(api.columns) == ["llm", "dataset", "item_id", "correct"]

@@ -1,4 +1,4 @@
-"""routelib.passes with the fake backend: which passes run, what they ask, and hand-checked
+"""routelib.uq.passes with the fake backend: which passes run, what they ask, and hand-checked
 statistics fed into the UQ methods."""
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import passes, stats as S, uq
-from routelib.answer import AnswerConfig, answer_records
-from routelib.fake import FakeBackend
-from routelib.passes import PTRUE_FOLLOWUP, PassError, compute_stats, passes_for
+from routelib.answers.answer import AnswerConfig, answer_records
+from routelib.models.fake import FakeBackend
+from routelib.uq import methods as uq, passes, stats as S
+from routelib.uq.passes import PTRUE_FOLLOWUP, PassError, compute_stats, passes_for
 
 MATH_PROMPT = ('Question: What is 9 + 9?\nAnswer with a number. End with "The answer is '
                '<number>."\nAnswer:')

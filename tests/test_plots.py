@@ -1,4 +1,4 @@
-"""routelib.plots on synthetic tables produced by the real routelib functions."""
+"""routelib.report.plots on synthetic tables produced by the real routelib functions."""
 from __future__ import annotations
 
 import matplotlib
@@ -12,7 +12,9 @@ import pytest  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from routelib import calibration, distributions, metrics, plots, routing, uq  # noqa: E402
+from routelib.report import plots
+from routelib.routing import calibration, distributions, relative, simulation as routing
+from routelib.uq import methods as uq, metrics
 
 DATASETS = ("d1", "d2", "d3")
 METHODS = ("p_true", "avg_token_prob", "jaccard_degree")  # neither paper nor alphabetical order
@@ -176,11 +178,11 @@ def test_routing_curves_selection_and_errors(sim, tables):
 # ---- Figure 3 ------------------------------------------------------------------------------
 def test_relative_accuracy_table_matches_routing(tables):
     conf, llm = tables
-    top = plots.relative_accuracy_table(conf, llm, keep_fractions=[0.2, 0.5, 1.0])
+    top = relative.relative_accuracy_table(conf, llm, keep_fractions=[0.2, 0.5, 1.0])
     assert len(top) == 3 * len(DATASETS) * len(METHODS)
     g = conf[(conf["dataset"] == "d2") & (conf["method"] == "p_true")]
     p = routing.pair_items(g, llm[llm["dataset"] == "d2"])
-    expected = routing.relative_accuracy_top_k(p["slm_correct"], p["llm_correct"],
+    expected = relative.relative_accuracy_top_k(p["slm_correct"], p["llm_correct"],
                                                p["confidence"], [0.2, 0.5, 1.0])
     got = top[(top["dataset"] == "d2") & (top["method"] == "p_true")]
     pd.testing.assert_frame_equal(got[list(routing.TOP_K_COLUMNS)].reset_index(drop=True),
@@ -188,7 +190,7 @@ def test_relative_accuracy_table_matches_routing(tables):
 
 
 def test_relative_accuracy_plots_one_line_per_method(tables):
-    top = plots.relative_accuracy_table(*tables)
+    top = relative.relative_accuracy_table(*tables)
     fig = plots.relative_accuracy(top)
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == len(DATASETS)
@@ -209,7 +211,7 @@ def test_relative_accuracy_plots_one_line_per_method(tables):
 
 def test_method_colour_is_the_same_across_figures(sim, tables):
     f2 = plots.routing_curves(sim)
-    f3 = plots.relative_accuracy(plots.relative_accuracy_table(*tables))
+    f3 = plots.relative_accuracy(relative.relative_accuracy_table(*tables))
     for method in METHODS:
         c2 = _lines(f2.axes[0])[method].get_color()
         c3 = _lines(f3.axes[0])[method].get_color()

@@ -1,4 +1,4 @@
-"""routelib.probe on synthetic features: learns separable blobs, is deterministic, follows the
+"""routelib.uq.probe on synthetic features: learns separable blobs, is deterministic, follows the
 scikit-learn conventions, and the OOD probe never sees its held-out dataset."""
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import roc_auc_score
 
-from routelib import probe as P
-from routelib.probe import MLPProbe, fit_ood_probe, train_subsample
+from routelib.uq import probe as P
+from routelib.uq.probe import MLPProbe, fit_ood_probe, train_subsample
 
 SMALL = dict(hidden=(32, 16, 8))  # a narrower MLP keeps the OOD tests fast
 
@@ -188,7 +188,7 @@ def test_train_subsample():
 
 
 def test_save_and_load_give_the_same_probabilities(tmp_path):
-    from routelib.probe import MLPProbe
+    from routelib.uq.probe import MLPProbe
     rng = np.random.default_rng(50)
     X = rng.normal(size=(120, 6)).astype(np.float32)
     y = (X[:, 0] > 0).astype(int)

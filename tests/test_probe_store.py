@@ -1,4 +1,4 @@
-"""routelib.probe_store: a probe is fitted once, stored, and read thereafter; fitting itself is
+"""routelib.uq.probe_store: a probe is fitted once, stored, and read thereafter; fitting itself is
 deterministic whatever the caller's thread count."""
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from routelib import probe_store as PS
-from routelib.probe import MLPProbe
+from routelib.uq import probe_store as PS
+from routelib.uq.probe import MLPProbe
 
 SMALL = dict(hidden=(16, 8, 4), epochs=3)
 

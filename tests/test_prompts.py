@@ -1,12 +1,12 @@
-"""routelib.prompts: the exact prompt texts of the module docstring, style x task type, plain and
+"""routelib.answers.prompts: the exact prompt texts of the module docstring, style x task type, plain and
 with a chat renderer; continuations, responses, stops and errors."""
 from __future__ import annotations
 
 import pytest
 
-from routelib import prompts
+from routelib.answers import prompts
+from routelib.answers.prompts import Prompt, PromptError, build
 from routelib.data import Record
-from routelib.prompts import Prompt, PromptError, build
 
 CHAT = lambda u: f"<u>{u}</u>"  # noqa: E731  (a chat template stand-in)
 LETTER_LINE = "Answer with the letter of the correct option."

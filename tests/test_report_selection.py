@@ -1,4 +1,4 @@
-"""routelib.report and routelib.selection on fake backends and hand-computed numbers."""
+"""routelib.report.accuracy and routelib.report.selection on fake backends and hand-computed numbers."""
 from __future__ import annotations
 
 import math
@@ -6,9 +6,10 @@ import math
 import pandas as pd
 import pytest
 
-from routelib import report, runs, selection
-from routelib.answer import AnswerConfig
-from routelib.fake import FakeBackend
+from routelib.answers.answer import AnswerConfig
+from routelib.cache import runs
+from routelib.models.fake import FakeBackend
+from routelib.report import accuracy as report, selection
 
 
 def test_wilson_interval_hand_values():

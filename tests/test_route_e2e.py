@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 from katan import free_port, katan  # noqa: F401  (fixture)
 
-from routelib import cli, models, router
+from routelib import models
+from routelib.cli import app as cli
+from routelib.serve import router
 
 pytest.importorskip("llm_katan", reason="llm-katan (the dev extra) runs the loopback server")
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""routelib.router with fake backends: escalation, fallback, thresholds from a calibration set."""
+"""routelib.serve.router with fake backends: escalation, fallback, thresholds from a calibration set."""
 from __future__ import annotations
 
 import math
@@ -7,9 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import calibration, router
-from routelib.fake import FakeBackend, FakeCrash
-from routelib.router import Router, RouterError
+from routelib.models.fake import FakeBackend, FakeCrash
+from routelib.routing import calibration
+from routelib.serve import router
+from routelib.serve.router import Router, RouterError
 
 
 class Down(FakeBackend):

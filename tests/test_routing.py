@@ -1,4 +1,4 @@
-"""routelib.routing on hand-computed tables and synthetic data with known answers."""
+"""routelib.routing.simulation on hand-computed tables and synthetic data with known answers."""
 from __future__ import annotations
 
 import math
@@ -7,11 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import routing
 from routelib.config import SEED
-from routelib.routing import (CostModel, RoutingError, accuracy_curve, apply_threshold,
-                              area_under_curve, n_routed, oracle_curve, random_curve,
-                              ratio_to_reach, route_mask, threshold_for_ratio)
+from routelib.routing import cost, relative, simulation as routing
+from routelib.routing.cost import CostModel
+from routelib.routing.simulation import (RoutingError, accuracy_curve, apply_threshold,
+                                         area_under_curve, n_routed, oracle_curve, random_curve,
+                                         ratio_to_reach, route_mask, threshold_for_ratio)
 
 RATIOS5 = [0.0, 0.25, 0.5, 0.75, 1.0]
 # four items: (SLM correct, LLM correct) = (R,R), (W,R), (R,W), (W,W)
@@ -185,7 +186,7 @@ def test_relative_accuracy_top_k_hand_values():
     conf = np.arange(10)[::-1] / 10                          # most confident first
     slm = np.array([1, 1, 1, 0, 1, 0, 0, 1, 0, 0], dtype=bool)
     llm = np.array([1] * 8 + [0] * 2, dtype=bool)             # LLM accuracy 0.8 on all items
-    t = routing.relative_accuracy_top_k(slm, llm, conf, [1.0, 0.5, 0.3, 0.25, 0.0])
+    t = relative.relative_accuracy_top_k(slm, llm, conf, [1.0, 0.5, 0.3, 0.25, 0.0])
     assert list(t.columns) == list(routing.TOP_K_COLUMNS)
     assert t["n_kept"].tolist() == [10, 5, 3, 2, 0]           # 0.25 keeps 10 - round(7.5) = 2
     assert t["slm_accuracy"].tolist()[:4] == pytest.approx([0.5, 0.8, 1.0, 1.0])
@@ -198,11 +199,11 @@ def test_cost_curve_hand_values():
                           "routed": [0, 0.5, 1]})
     model = CostModel(slm_cost_per_call=0.1, llm_cost_per_call=2.0, slm_latency_s=1.0,
                       llm_latency_s=3.0)
-    out = routing.cost_curve(curve, model, n_items=10)
+    out = cost.cost_curve(curve, model, n_items=10)
     assert out["cost"].tolist() == pytest.approx([1.0, 11.0, 21.0])
     assert out["latency"].tolist() == pytest.approx([10.0, 25.0, 40.0])
     per_token = CostModel(slm_cost_per_call=0.1, llm_cost_per_call=2.0, llm_cost_per_token=1e-3)
-    out = routing.cost_curve(curve, per_token, n_items=10, tokens_per_query=100)
+    out = cost.cost_curve(curve, per_token, n_items=10, tokens_per_query=100)
     assert out["cost"].tolist() == pytest.approx([1.0, 11.5, 22.0])   # +0.1 per LLM call
     assert CostModel().slm_cost_per_call == 0.0 and CostModel().llm_cost_per_call == 1.0
 

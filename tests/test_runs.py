@@ -1,4 +1,4 @@
-"""routelib.runs: cached, resumable generation into parquet parts (fake backend, tmp cache)."""
+"""routelib.cache.runs: cached, resumable generation into parquet parts (fake backend, tmp cache)."""
 from __future__ import annotations
 
 import hashlib
@@ -9,10 +9,11 @@ import shutil
 import pandas as pd
 import pytest
 
-from routelib import models, runs
-from routelib.answer import ANSWER_COLUMNS, AnswerConfig
-from routelib.fake import FakeBackend, FakeCrash
-from routelib.runs import RunError
+from routelib import models
+from routelib.answers.answer import ANSWER_COLUMNS, AnswerConfig
+from routelib.cache import runs
+from routelib.cache.runs import RunError
+from routelib.models.fake import FakeBackend, FakeCrash
 
 GSM8K_IDS = [f"gsm8k-test-{i}" for i in range(5)]
 PIQA_EVAL_IDS = [f"piqa-validation-{i:04d}" for i in range(20) if i not in (4, 11, 13, 14, 17)]

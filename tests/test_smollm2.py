@@ -17,8 +17,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from routelib import models  # noqa: E402
-from routelib.backend import GenRequest, LoglikRequest, TransformersBackend  # noqa: E402
+from routelib import models
+from routelib.models.backend import GenRequest, LoglikRequest, TransformersBackend
 
 pytestmark = pytest.mark.slow
 REAL_DATA = os.environ.get("ROUTELIB_DATA_DIR")
@@ -96,7 +96,6 @@ def test_hidden_states_read_the_requested_layer(backend):
     assert float((torch.tensor(hs[1]) - ref).abs().max()) < 1e-4
 
 
-
 @pytest.mark.parametrize("layer", [-8, -2, 3])
 def test_hidden_states_early_exit_is_bit_identical_to_the_full_pass(backend, layer):
     texts = ["Hello there", "A much longer sentence about routing queries to models.",
@@ -157,7 +156,7 @@ def test_cost_based_batches_give_the_same_generations(backend):
 
 def test_int8_backend_has_its_own_model_id_and_close_choices():
     from routelib import data
-    from routelib.answer import answer_records, default_config
+    from routelib.answers.answer import answer_records, default_config
     if not REAL_DATA:
         pytest.skip("needs ROUTELIB_DATA_DIR")
     with pytest.raises(ValueError, match="int8"):
@@ -182,7 +181,7 @@ def _cli(cache: Path, *args: str) -> subprocess.Popen:
 
 @pytest.mark.skipif(not REAL_DATA, reason="needs ROUTELIB_DATA_DIR (the Makefile sets it)")
 def test_generate_killed_and_resumed_gives_the_same_table(tmp_path):
-    from routelib import runs
+    from routelib.cache import runs
     clean, killed = tmp_path / "clean", tmp_path / "killed"
     out = _cli(clean).communicate(timeout=600)[0]
     assert "commonsenseqa" in out and "gsm8k" in out, out

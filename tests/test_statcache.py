@@ -1,4 +1,4 @@
-"""routelib.statcache and routelib.confidence with the fake backend: each pass runs once per item,
+"""routelib.uq.statcache and routelib.uq.confidence with the fake backend: each pass runs once per item,
 a second run makes no model call, a killed run resumes, keys follow the pass parameters."""
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import confidence, passes, statcache, stats as S, uq
-from routelib.fake import FakeBackend, FakeCrash
+from routelib.models.fake import FakeBackend, FakeCrash
+from routelib.uq import confidence, methods as uq, passes, statcache, stats as S
 
 
 def fake(**kw):
@@ -175,7 +175,7 @@ def test_two_writers_of_one_pass_compute_and_store_each_item_once(use_data_dir,
 
 def test_two_writers_of_one_answer_run_answer_each_item_once(use_data_dir):
     import threading
-    from routelib import runs
+    from routelib.cache import runs
 
     class Slow(FakeBackend):
         def generate(self, requests):

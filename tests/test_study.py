@@ -1,11 +1,11 @@
-"""routelib.study on synthetic tables: summaries agree with the definitions."""
+"""routelib.routing.study on synthetic tables: summaries agree with the definitions."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import routing as R, study
+from routelib.routing import simulation as R, study
 
 
 def tables(n=60, seed=50):

@@ -1,11 +1,11 @@
-"""routelib.timings: the process time stored with every cached part, summed per folder."""
+"""routelib.cache.timings: the process time stored with every cached part, summed per folder."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from routelib import timings
+from routelib.cache import timings
 
 
 def _write(path, records):

@@ -1,4 +1,4 @@
-"""routelib.uq: a contract test over every registered method, hand-computed values, and the
+"""routelib.uq.methods: a contract test over every registered method, hand-computed values, and the
 verbalized-confidence parser's rules."""
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from routelib import stats as S
-from routelib import uq
-from routelib.probe import MLPProbe
-from routelib.stats import MissingStatisticError
+from routelib.uq import methods as uq, stats as S
+from routelib.uq.probe import MLPProbe
+from routelib.uq.stats import MissingStatisticError
 
 D = 8  # hidden size of the tiny probe
 

@@ -1,10 +1,11 @@
-"""routelib.uq_report: method ranking and the AUROC markdown on a hand-made table."""
+"""routelib.report.uq_page: method ranking and the AUROC markdown on a hand-made table."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from routelib import metrics, uq_report
+from routelib.report import uq_page as uq_report
+from routelib.uq import metrics
 
 
 def conf_table():

@@ -1,0 +1,167 @@
+"""The first pipeline step: answer N items of a dataset with a model, resumably, as parquet.
+
+Layout: ``<cache>/answers/<model>/<dataset>/<split>__<style>[-chat]__<key>/`` holds
+
+- ``run.json``: what the run is (model name and file hash, dataset, split, answer config);
+  ``<key>`` hashes exactly these, so another prompt version or model file gets another folder;
+- ``part-NNNNN.parquet``: the rows of one chunk of items (:data:`routelib.answers.answer.ANSWER_COLUMNS`),
+  each written to a temporary file and renamed, so a part is either complete or absent;
+- ``timings.jsonl``: one line per part (items, seconds, tokens) for throughput reports.
+
+Resuming: items already present in a part are skipped; the rest are cut into the same chunks an
+uninterrupted run would have used (items are chunked longest first, an order that depends only
+on the records, and a kill only ever loses a whole chunk), so a killed-and-resumed run yields the
+same table. Growing ``limit`` reuses every
+item already answered (the 100-item subset is inside the 200-item one, see :mod:`routelib.data`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from routelib import config, data
+from routelib.answers.answer import ANSWER_COLUMNS, AnswerConfig, answer_records, default_config
+from routelib.cache.locks import folder_lock
+from routelib.models import registry as models
+
+PROMPT_VERSION = 1  # bump when prompts.py changes what a prompt looks like
+
+
+class RunError(RuntimeError):
+    pass
+
+
+def run_spec(model: str, model_id: str, dataset: str, split: str, cfg: AnswerConfig) -> dict:
+    return {"model": model, "model_id": model_id, "dataset": dataset, "split": split,
+            "answer": cfg.to_dict(), "prompt_version": PROMPT_VERSION}
+
+
+def run_dir(spec: dict) -> Path:
+    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
+    cfg = spec["answer"]
+    name = f"{spec['split']}__{cfg['style']}{'-chat' if cfg['chat'] else ''}__{key}"
+    return config.cache_dir() / "answers" / spec["model"] / spec["dataset"] / name
+
+
+def read_parts(path: Path) -> pd.DataFrame:
+    """All rows of a run folder; raises if an item appears twice."""
+    parts = sorted(path.glob("part-*.parquet"))
+    if not parts:
+        return pd.DataFrame(columns=list(ANSWER_COLUMNS))
+    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    dup = df["item_id"][df["item_id"].duplicated()]
+    if len(dup):
+        raise RunError(f"{path}: item(s) stored twice: {sorted(set(dup))[:5]}")
+    return df
+
+
+def _write_part(path: Path, rows: list[dict]) -> Path:
+    existing = sorted(path.glob("part-*.parquet"))
+    n = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+    target = path / f"part-{n:05d}.parquet"
+    tmp = path / f".part-{n:05d}.parquet.partial"
+    pd.DataFrame(rows, columns=list(ANSWER_COLUMNS)).to_parquet(tmp, index=False)
+    tmp.replace(target)
+    return target
+
+
+def _length_key(r) -> tuple:
+    return (-(len(r.question) + len(r.context or "") + sum(map(len, r.choices or ()))), r.id)
+
+
+def generate(model: str, dataset: str, split: str = "eval", limit: int | None = None,
+             cfg: AnswerConfig | None = None, backend=None, chunk_size: int = 16,
+             source: str = "local", progress: bool = True) -> pd.DataFrame:
+    """Answer ``limit`` items of ``dataset`` with ``model`` and return their rows (cached).
+
+    ``backend`` is a backend, or a zero-argument callable returning one (called only when
+    something is left to compute); by default the model's
+    :class:`~routelib.models.backend.TransformersBackend`, likewise loaded only when needed. Returns the rows of the requested items, in data
+    order.
+    """
+    records = data.load(dataset, split, limit=limit, source=source)
+    if cfg is None and backend is not None and not getattr(backend, "scores_options", True):
+        cfg = AnswerConfig("generate")  # e.g. an API model: no log-likelihoods to score options
+    cfg = cfg or default_config(dataset, model)
+    if isinstance(backend, type):
+        raise TypeError("pass a backend instance or a zero-argument factory, not a class")
+    lazy = backend if callable(backend) and not hasattr(backend, "generate") else None
+    if lazy is not None:
+        backend = None
+    model_id = backend.model_id if backend is not None else models.model_id(model)
+    spec = run_spec(model, model_id, dataset, split, cfg)
+    path = run_dir(spec)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = path / "run.json"
+    if not meta.exists():
+        meta.write_text(json.dumps(spec, indent=1, sort_keys=True))
+    with folder_lock(path):
+        done = set(read_parts(path)["item_id"])
+        # longest first, so each chunk's batch holds prompts of similar length (less padding);
+        # the order depends only on the records, so a resumed run cuts the same chunks
+        todo = sorted((r for r in records if r.id not in done), key=_length_key)
+        if todo:
+            if backend is None and lazy is not None:
+                backend = lazy()
+            elif backend is None:
+                from routelib.models.backend import TransformersBackend
+                backend = TransformersBackend.from_registry(model)
+            if backend.model_id != model_id:
+                raise RunError(f"backend {backend.name!r} has model_id {backend.model_id!r}, "
+                               f"expected {model_id!r}")
+            bar = None
+            if progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
+                           desc=f"{model} {dataset}")
+            for start in range(0, len(todo), chunk_size):
+                chunk = todo[start:start + chunk_size]
+                before = dict(getattr(backend, "stats", {}))
+                t0 = time.perf_counter()
+                rows = answer_records(backend, chunk, cfg, split=split)
+                seconds = time.perf_counter() - t0
+                part = _write_part(path, rows)
+                after = getattr(backend, "stats", {})
+                timing = {"part": part.name, "items": len(rows), "seconds": round(seconds, 3),
+                          **{k: after[k] - before.get(k, 0) for k in after}}
+                with open(path / "timings.jsonl", "a") as fh:
+                    fh.write(json.dumps(timing) + "\n")
+                if bar is not None:
+                    bar.update(len(rows))
+            if bar is not None:
+                bar.close()
+    df = read_parts(path)
+    order = {r.id: i for i, r in enumerate(records)}
+    df = df[df["item_id"].isin(order)].copy()
+    df["_o"] = df["item_id"].map(order)
+    return df.sort_values("_o").drop(columns="_o").reset_index(drop=True)
+
+
+def load_answers(model: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+    """Every cached answer row (optionally of one model / dataset), with its run folder."""
+    root = config.cache_dir() / "answers"
+    frames = []
+    for meta in sorted(root.glob("*/*/*/run.json")):
+        spec = json.loads(meta.read_text())
+        if (model and spec["model"] != model) or (dataset and spec["dataset"] != dataset):
+            continue
+        df = read_parts(meta.parent)
+        df["run"] = meta.parent.name
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def throughput(path: Path) -> dict:
+    """Items, seconds and tokens summed over a run folder's ``timings.jsonl``."""
+    totals: dict = {"items": 0, "seconds": 0.0}
+    tfile = path / "timings.jsonl"
+    if tfile.exists():
+        for line in filter(str.strip, tfile.read_text().splitlines()):
+            for k, v in json.loads(line).items():
+                if isinstance(v, (int, float)):
+                    totals[k] = totals.get(k, 0) + v
+    return totals

@@ -1,0 +1,2 @@
+"""The command line: ``routelib`` / ``python -m routelib``."""
+from routelib.cli.app import main

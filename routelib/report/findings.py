@@ -1,0 +1,189 @@
+"""The book's findings page, rendered from the committed cache: every number on it is computed
+here, never typed by hand.
+
+:func:`facts` computes the numbers (AUROC means and ranks, routing areas, relative accuracy,
+distribution-shift variance shares, transfer errors, judge agreement) as formatted strings under
+flat names such as ``rank__smollm2_135m__trained_probe``; :func:`render` fills the template
+``book/findings.md.in`` (prose and verdicts, written by people) with them and fails on a name
+the facts lack. ``python -m routelib findings`` writes ``book/findings.md``;
+``tests/test_committed_results.py`` renders it again and compares.
+"""
+from __future__ import annotations
+
+import re
+import string
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from routelib import config
+from routelib.report import book, uq_page as uq_report
+from routelib.routing import calibration as cal, distributions as D, simulation as R, study
+from routelib.uq import methods as uq, metrics
+from routelib.uq.confidence import PROBE_TRAIN_LIMIT
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = REPO_ROOT / "book" / "findings.md.in"
+OUTPUT = REPO_ROOT / "book" / "findings.md"
+TOP = 0.2  # "most confident" = the top 20% (paper Fig. 3 reads the curve there)
+
+
+def tag(name: str) -> str:
+    """A model or method name as part of a fact name: ``smollm2-135m`` -> ``smollm2_135m``."""
+    return re.sub(r"[^0-9a-zA-Z]+", "_", name).strip("_")
+
+
+def _f(x, digits: int = 3) -> str:
+    return study.fmt(float(x) if x is not None else None, digits)
+
+
+def _pct(x) -> str:
+    return "–" if x is None or np.isnan(x) else f"{100 * x:.1f}%"
+
+
+def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMIT,
+          judge_name: str | None = "qwen2.5-coder-0.5b", n_boot: int = 1000,
+          judge_limit: int | None = config.JUDGE_LIMIT) -> dict[str, str]:
+    """Every number of the findings page, formatted, from the cache (no model is loaded)."""
+    from routelib.report.routing_page import load_tables
+    conf, llm_table, _ = load_tables(slms, llm, limit)
+    out: dict[str, str] = {"slms": ", ".join(slms), "llm": llm, "limit": str(limit),
+                           "train_limit": str(PROBE_TRAIN_LIMIT),
+                           "judge_limit": str(judge_limit)}
+    out["llm_accuracy"] = _pct(llm_table[R.CORRECT].mean())
+
+    # alignment (Fig. 1)
+    auc = metrics.auroc_table(conf, ci=True, n_boot=n_boot)
+    rank = uq_report.method_ranking(auc)
+    for slm, g in rank.groupby(R.SLM, sort=False):
+        s = tag(slm)
+        out[f"datasets__{s}"] = str(conf.loc[conf[R.SLM] == slm, R.DATASET].nunique())
+        lo, hi = g.loc[g["mean_auroc"].idxmin()], g.loc[g["mean_auroc"].idxmax()]
+        out[f"auroc_min__{s}"], out[f"auroc_min_method__{s}"] = _f(lo["mean_auroc"]), lo["method"]
+        out[f"auroc_max__{s}"], out[f"auroc_max_method__{s}"] = _f(hi["mean_auroc"]), hi["method"]
+        ordered = g.sort_values(["mean_rank", "method"])
+        out[f"rank_order__{s}"] = ", ".join(
+            f"{r['method']} {_f(r['mean_rank'], 2)}" for _, r in ordered.iterrows())
+        out[f"best__{s}"], out[f"worst__{s}"] = ordered.iloc[0]["method"], \
+            ordered.iloc[-1]["method"]
+        for _, r in g.iterrows():
+            m = tag(r["method"])
+            out[f"rank__{s}__{m}"] = _f(r["mean_rank"], 2)
+            out[f"auroc__{s}__{m}"] = _f(r["mean_auroc"])
+            out[f"above_chance__{s}__{m}"] = str(int(r["n_above_chance"]))
+        flat = auc[(auc[R.SLM] == slm) & (auc[R.METHOD] == "verbal_1s")]
+        if len(flat) and "ci_low" in flat:
+            const = ((flat["ci_high"] - flat["ci_low"]).abs() < 1e-12) | flat["auroc"].isna()
+            out[f"verbal_1s_constant__{s}"] = str(int(const.sum()))
+
+    # routing (Fig. 2)
+    sim = study.simulate_routable(conf, llm_table)
+    means = study.method_means(study.routing_summary(sim))
+    for _, r in means.iterrows():
+        s, m = tag(r[R.SLM]), tag(r[R.METHOD])
+        out[f"auc__{s}__{m}"] = _f(r["auc_uq"])
+        out[f"beats__{s}__{m}"] = str(int(r["beats_random"]))
+        out[f"auc_random__{s}__{m}"] = _f(r["auc_random"])
+        out[f"ratio95__{s}__{m}"] = _pct(r["ratio_95_uq"])
+        out[f"ratio95_random__{s}__{m}"] = _pct(r["ratio_95_random"])
+    for slm, g in means.groupby(R.SLM, sort=False):
+        s = tag(slm)
+        # references on all items: a method that discards nothing (perplexity) sees every item
+        ref = g[g[R.METHOD] == "perplexity"].iloc[0] if (g[R.METHOD] == "perplexity").any() \
+            else g.iloc[0]
+        out[f"auc_oracle__{s}"], out[f"slm_accuracy__{s}"] = _f(ref["auc_oracle"]), \
+            _pct(ref["slm_accuracy"])
+        out[f"llm_accuracy__{s}"] = _pct(ref["llm_accuracy"])
+        best = g.loc[g["auc_uq"].idxmax()]
+        out[f"auc_best_method__{s}"], out[f"auc_best__{s}"] = best[R.METHOD], _f(best["auc_uq"])
+        out[f"auc_random__{s}"] = _f(g["auc_random"].mean())
+        out[f"routing_order__{s}"] = ", ".join(
+            f"{r[R.METHOD]} {_f(r['auc_uq'])} ({int(r['beats_random'])}/{int(r['datasets'])})"
+            for _, r in g.sort_values("auc_uq", ascending=False).iterrows())
+
+    # relative accuracy on the most confident items (Fig. 3)
+    topk = study.relative_accuracy_routable(conf, llm_table)
+    near = topk[np.isclose(topk["keep_fraction"], TOP)]
+    full = topk[np.isclose(topk["keep_fraction"], 1.0)]
+    key = [R.SLM, R.DATASET, R.METHOD]
+    both = near.merge(full, on=key, suffixes=("_top", "_all"))
+    out["top_share"] = f"{TOP:.0%}"
+    for (slm, m), g in both.groupby([R.SLM, R.METHOD], sort=False):
+        s, t = tag(slm), tag(m)
+        out[f"top_acc__{s}__{t}"] = _pct(g["slm_accuracy_top"].mean())
+        out[f"all_acc__{s}__{t}"] = _pct(g["slm_accuracy_all"].mean())
+        out[f"top_rel__{s}__{t}"] = _f(g["slm_accuracy_top"].mean()
+                                       / g["llm_accuracy_top"].mean(), 2)
+        out[f"all_rel__{s}__{t}"] = _f(g["slm_accuracy_all"].mean()
+                                       / g["llm_accuracy_all"].mean(), 2)
+        out[f"top_gain_datasets__{s}__{t}"] = \
+            f"{int((g['slm_accuracy_top'] > g['slm_accuracy_all']).sum())}/{len(g)}"
+
+    # distributions (Fig. 4, Insight 1)
+    shift = D.distribution_shift(study.routable(conf), reference="pooled")
+    dec = book.decompose(shift)
+    out["decomposition_scope"] = dec.attrs.get("note", "")
+    for _, r in dec.iterrows():
+        out[f"share__{tag(str(r[D.FACTOR]))}"] = _pct(r[D.SHARE])
+    # the direct comparison: move the SLM (same method and data) vs. move the dataset (same
+    # SLM and method); KS is unchanged by a method's scale
+    routable = study.routable(conf)
+    across_slm = D.slm_shift(routable)
+    across_ds = D.distribution_shift(routable, reference="others")
+    if len(across_slm):
+        out["ks_across_slms"] = _f(across_slm[D.KS].mean())
+        out["ks_across_datasets"] = _f(across_ds[D.KS].mean())
+        per_m = across_slm.groupby(R.METHOD)[D.KS].mean()
+        per_d = across_ds.groupby(R.METHOD)[D.KS].mean()
+        both = pd.concat([per_m.rename("slm"), per_d.rename("ds")], axis=1).dropna()
+        out["ks_slm_wins"] = f"{int((both['slm'] > both['ds']).sum())}/{len(both)}"
+
+    # transfer (Section 4)
+    methods = [m for m in ("ood_probe", "perplexity") if m in set(conf[R.METHOD])]
+    _, errors = study.transfer_study(conf, llm_table, slms, methods)
+    for _, r in study.transfer_means(errors).iterrows():
+        s, m, st = tag(r[R.SLM]), tag(r[R.METHOD]), r[cal.STRATEGY]
+        out[f"transfer__{s}__{m}__{st}"] = _f(r["mean_abs_ratio_error"])
+        out[f"transfer_max__{s}__{m}__{st}"] = _f(r["max_abs_ratio_error"])
+        out[f"transfer_gap__{s}__{m}__{st}"] = _f(r["mean_accuracy_gap"])
+
+    # grading: the LLM judge against the rule-based grader
+    if judge_name:
+        from routelib.report import judge
+        for slm in slms:
+            try:
+                t = judge.judge_table(slm, judge_name, limit=judge_limit, cached_only=True,
+                                      progress=False)
+            except LookupError:
+                continue
+            a = judge.agreement(t)
+            r = a[a["dataset"] == "all"].iloc[0]
+            s = tag(slm)
+            out[f"judge_items__{s}"] = str(int(r["items"]))
+            out[f"judge_discarded__{s}"] = str(int(r["discarded"]))
+            out[f"judge_kappa__{s}"] = _f(r["kappa"], 2)
+            out[f"judge_agreement__{s}"] = _pct(r["agreement"])
+            out[f"judge_rule_acc__{s}"] = _pct(r["rule_accuracy"])
+            out[f"judge_judge_acc__{s}"] = _pct(r["judge_accuracy"])
+            out[f"judge_judge_only__{s}"] = str(int(r["judge_only"]))
+            out[f"judge_rule_only__{s}"] = str(int(r["rule_only"]))
+            ab = judge.auroc_by_grader(conf[conf[R.SLM] == slm], t)
+            d = ab["delta"].astype(float).abs()
+            out[f"judge_auroc_shift__{s}"] = _f(d.mean())
+            out[f"judge_auroc_shift_max__{s}"] = _f(d.max())
+    return out
+
+
+class _Strict(dict):
+    def __missing__(self, key):
+        raise KeyError(f"the findings template uses {{{key}}}, which the facts lack")
+
+
+def fields(template: str) -> list[str]:
+    return [f for _, f, _, _ in string.Formatter().parse(template) if f]
+
+
+def render(facts_: dict[str, str], template: Path = TEMPLATE) -> str:
+    """The template with every ``{name}`` replaced by its fact (``{{``/``}}`` for braces)."""
+    return template.read_text(encoding="utf-8").format_map(_Strict(facts_))

@@ -1,0 +1,217 @@
+"""The confidence table: per item, per UQ method, the SLM's confidence and whether it was right.
+
+:func:`confidence_table` is the one call behind ``python -m routelib uq``. For each dataset it
+reads (or computes, once, see :mod:`routelib.uq.statcache`) the greedy answers and the statistics
+the methods need, and applies every method of :mod:`routelib.uq.methods`. Columns
+(:data:`CONFIDENCE_COLUMNS`):
+
+- ``slm``, ``model_id``, ``dataset``, ``item_id``, ``method``, ``confidence`` (higher = more
+  confident; NaN when discarded), ``correct`` (bool, the rule-based grade of the greedy answer);
+- ``discarded`` (bool) and ``discard_reason``: the method's own ``discards`` text
+  (:mod:`routelib.uq.methods`): verbalized outputs without a usable number (the paper discards these
+  items), empty generations for the token-probability methods; and probes whose in-domain
+  train subsample has only one class (``"probe train split has one class"``).
+
+Probes. Both read the hidden state after layer -8 at the last token of prompt + greedy answer.
+
+- ``trained_probe``: :class:`routelib.uq.probe.MLPProbe` (lr 5e-4, 20 epochs, seed 50) fitted on
+  the first ``train_limit`` items of the dataset's ``train`` split (the seed-50 subsample of
+  :func:`routelib.data.load`). For datasets without a train split, ``train`` is the fixed 30% of
+  the evaluation file that ``eval`` never contains (:mod:`routelib.data`), so probes never score
+  an item they were trained on.
+- ``ood_probe``: the same, lr 1e-4, fitted on the ``train`` items of every *other* dataset of
+  :data:`routelib.data.DATASETS` (13 for the paper's 14), never the evaluated one.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from routelib import config, data
+from routelib.columns import CONFIDENCE_COLUMNS
+from routelib.uq import methods as uq, probe as P, stats as S
+from routelib.uq.probe_store import StoredProbe
+from routelib.uq.statcache import item_stats
+
+PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
+NO_NUMBER = "no confidence in output"
+
+
+class NotCached(LookupError):
+    """``cached_only`` was asked and a needed answer or statistic is not in the cache."""
+
+
+def _refuse():
+    raise NotCached("not in the cache")
+
+ONE_CLASS = "probe train split has one class"
+
+
+def train_features(model: str, datasets: Sequence[str], train_limit: int = PROBE_TRAIN_LIMIT,
+                   backend=None, source: str = "local", progress: bool = True) -> dict:
+    """dataset -> ``(X, y)``: hidden states and correctness of its train-split items."""
+    out = {}
+    for ds in datasets:
+        _, rows, st = item_stats(model, ds, ["trained_probe"], split="train", limit=train_limit,
+                                 backend=backend, source=source, progress=progress)
+        X = np.stack([d[S.HIDDEN_STATE] for d in st]) if st else np.zeros((0, 0), np.float32)
+        out[ds] = (X, rows["correct"].astype(int).to_numpy())
+    return out
+
+
+def confidence_table(model: str, datasets: Sequence[str] | None = None,
+                     methods: Sequence[str] | None = None, limit: int | None = config.LIMIT,
+                     train_limit: int = PROBE_TRAIN_LIMIT, backend=None, source: str = "local",
+                     progress: bool = True, cached_only: bool = False) -> pd.DataFrame:
+    """The tidy confidence table of ``model`` on ``datasets`` (default: all 14) for ``methods``
+    (default: all 8), ``limit`` evaluation items per dataset. Model passes are cached.
+
+    ``cached_only``: load no model; a dataset whose answers or statistics are not all cached
+    is left out (listed in ``table.attrs["missing"]``), and probes are fitted only on the
+    train-split features that are cached (``attrs["probe_train_missing"]``)."""
+    datasets = list(datasets or data.DATASETS)
+    methods = list(methods or uq.METHODS)
+    for m in methods:
+        if m not in uq.METHODS:
+            raise KeyError(f"UQ method {m!r} is not known; known: {', '.join(uq.METHODS)}")
+    for ds in datasets:
+        data.spec(ds)
+    if backend is None:
+        from routelib.models.factory import lazy_backend
+        backend = lazy_backend(model)
+    plain = [m for m in methods if m not in uq.PROBE_METHODS]
+    probes = [m for m in methods if m in uq.PROBE_METHODS]
+    if cached_only:
+        backend = _refuse
+    evaluated, missing = {}, []
+    for ds in datasets:
+        try:
+            evaluated[ds] = item_stats(model, ds, plain + (["trained_probe"] if probes else []),
+                                       limit=limit, backend=backend, source=source,
+                                       progress=progress)[1:]
+        except NotCached:
+            missing.append(ds)
+    feats, train_missing = {}, []
+    if probes:
+        need = list(data.DATASETS) if "ood_probe" in probes else datasets
+        for ds in need:
+            try:
+                feats.update(train_features(model, [ds], train_limit, backend, source, progress))
+            except NotCached:
+                train_missing.append(ds)
+    frames = []
+    for ds in datasets:
+        if ds not in evaluated:
+            continue
+        rows, st = evaluated[ds]
+        if not st:
+            continue
+        base = pd.DataFrame({"slm": model, "model_id": rows["model_id"].to_numpy(),
+                             "dataset": ds, "item_id": rows["item_id"].to_numpy(),
+                             "correct": rows["correct"].astype(bool).to_numpy()})
+        for m in methods:
+            reason = getattr(uq.METHODS[m], "discards", None) or NO_NUMBER
+            if m in plain:
+                conf = uq.make(m).compute(st)
+            else:
+                if m == "trained_probe" and ds not in feats:
+                    continue  # cached_only and its train features are not cached
+                if m == "ood_probe" and not any(k != ds for k in feats):
+                    continue
+                fitted = stored_probe(model, str(rows["model_id"].iloc[0]), m, ds, feats)
+                if fitted is None:
+                    conf, reason = np.full(len(st), np.nan), ONE_CLASS
+                else:
+                    conf = uq.make(m, probe=fitted).compute(st)
+            conf = np.asarray(conf, dtype=float)
+            frame = base.assign(method=m, confidence=conf, discarded=np.isnan(conf))
+            frame["discard_reason"] = np.where(frame["discarded"], reason, "")
+            frames.append(frame)
+    out = (pd.concat(frames, ignore_index=True)[list(CONFIDENCE_COLUMNS)] if frames
+           else pd.DataFrame(columns=list(CONFIDENCE_COLUMNS)))
+    out.attrs.update(missing=missing, probe_train_missing=train_missing)
+    return out
+
+
+def stored_probe(model: str, model_id: str, kind: str, dataset: str,
+                 feats: dict) -> StoredProbe | None:
+    """The ``kind`` probe (trained or OOD) that scores ``dataset``, behind the probe store
+    (:mod:`routelib.uq.probe_store`): fitted only if its stored predictions are missing; ``None``
+    when its training labels have one class."""
+    if kind == "trained_probe":
+        X, y = feats[dataset]
+        if len(np.unique(y)) < 2:
+            return None
+        params = P.MLPProbe().get_params()
+        return StoredProbe(model, model_id, kind, dataset, X, y,
+                           lambda: P.MLPProbe(**params).fit(X, y), params)
+    train = [k for k, v in feats.items() if k != dataset and len(v[1])]
+    if not train:
+        return None
+    y = np.concatenate([feats[k][1] for k in train])
+    if len(np.unique(y)) < 2:
+        return None
+    X = np.concatenate([feats[k][0] for k in train])
+    params = P.MLPProbe(lr=P.OOD_LR).get_params()
+    return StoredProbe(model, model_id, kind, dataset, X, y, lambda: _fit_ood(feats, dataset),
+                       params, trained_on=train)
+
+
+def _fit_ood(feats: dict, held_out: str):
+    usable = {k: v for k, v in feats.items() if len(v[1])}
+    if held_out not in usable:  # nothing of it is seen anyway; fit_ood_probe wants the key
+        usable[held_out] = (np.zeros((0, next(iter(usable.values()))[0].shape[1]), np.float32),
+                            np.zeros(0, int)) if usable else None
+    if not usable or usable[held_out] is None:
+        return None
+    y = np.concatenate([v[1] for k, v in usable.items() if k != held_out])
+    if len(np.unique(y)) < 2:
+        return None
+    return P.fit_ood_probe(usable, held_out)
+
+
+def discard_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (slm, dataset, method): items, discarded items and the discard rate (only rows with
+    at least one discard, so nothing dropped goes unreported)."""
+    g = table.groupby(["slm", "dataset", "method"], sort=False)
+    out = g.agg(items=("discarded", "size"), discarded=("discarded", "sum")).reset_index()
+    out["rate"] = out["discarded"] / out["items"]
+    return out[out["discarded"] > 0].reset_index(drop=True)
+
+
+def table_path(model: str, limit: int | None) -> Path:
+    """Where ``python -m routelib uq`` saves a model's table: ``<cache>/confidence/``."""
+    return config.cache_dir() / "confidence" / f"{model}__n{limit or 'all'}.parquet"
+
+
+def load_table(model: str, datasets: Sequence[str] | None = None,
+               methods: Sequence[str] | None = None,
+               limit: int | None = config.LIMIT) -> pd.DataFrame:
+    """The confidence table of ``model`` for reading: the table ``python -m routelib uq`` saved
+    (:func:`table_path`), filtered to ``datasets`` and ``methods``, when it covers them all;
+    else :func:`confidence_table` with ``cached_only=True`` (stored probes, no model, nothing
+    trained unless a stored probe is missing). Never loads a model."""
+    path = table_path(model, limit)
+    want_ds = list(datasets or data.DATASETS)
+    want_m = list(methods or uq.METHODS)
+    if path.exists():
+        saved = pd.read_parquet(path)
+        have_ds, have_m = set(saved["dataset"]), set(saved["method"])
+        if set(want_ds) <= have_ds and set(want_m) <= have_m:
+            out = saved[saved["dataset"].isin(want_ds) & saved["method"].isin(want_m)]
+            out = out.reset_index(drop=True)
+            out.attrs.update(missing=[], probe_train_missing=[], source=str(path))
+            return out
+    return confidence_table(model, want_ds, want_m, limit=limit, progress=False,
+                            cached_only=True)
+
+
+def save_table(table: pd.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".partial")
+    table.to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path

@@ -1,0 +1,438 @@
+"""The paper's eight uncertainty methods (Section 3.1), each a pure function of named statistics.
+
+Every method is a small class with
+
+- ``name``: its key in :data:`METHODS` and in result tables;
+- ``requires``: the statistic names (:mod:`routelib.uq.stats`) a pipeline must be able to provide
+  for it; ``needed(stats)`` narrows this to one item (only :class:`AvgTokenProb` differs: it
+  reads option scores for MCQ items and token log-probs otherwise);
+- ``__call__(stats) -> float``: the **confidence** of one item, *higher = more confident*;
+- ``compute(items) -> np.ndarray``: the same over a list of statistics dicts (vectorized for
+  the probes);
+- ``discards``: ``None`` if the method always returns a number, else a sentence saying when it
+  returns NaN. A NaN confidence means the item is *discarded* (the paper drops verbalized
+  answers without a usable number); it is counted by :func:`n_discarded` and
+  :mod:`routelib.uq.metrics`, never silently dropped.
+
+A statistic missing from an item raises :class:`routelib.uq.stats.MissingStatisticError` naming it.
+
+============================  ========================================================
+method                        confidence
+============================  ========================================================
+``avg_token_prob``            MCQ: softmax of the option scores at the chosen option;
+                              free-form: mean of exp(log p) over generated tokens
+``perplexity``                1 / PPL, PPL = exp(-(1/N) sum ln p(y_i))
+``p_true``                    p(True) / (p(True) + p(False)) after the follow-up question
+``verbal_1s``, ``verbal_2s``  number parsed by :func:`parse_verbal_confidence`
+``jaccard_degree``            1 - trace(mI - D) / m^2 over sample Jaccard similarities
+``trained_probe``             probe's P(correct | hidden state), in-domain probe
+``ood_probe``                 the same with a probe trained on the other datasets
+============================  ========================================================
+"""
+from __future__ import annotations
+
+import math
+import re
+import string
+import unicodedata
+from typing import ClassVar, Mapping, Sequence
+
+import numpy as np
+
+from routelib.uq import stats as S
+
+
+def _logprobs(stats: Mapping, name: str, who: str) -> np.ndarray:
+    lp = np.asarray(stats[name], dtype=float).reshape(-1)
+    if np.isnan(lp).any():
+        raise ValueError(f"method {who!r}: statistic {name!r} contains NaN log-probs")
+    if (lp > 1e-6).any():
+        raise ValueError(f"method {who!r}: statistic {name!r} has log-probs > 0 ({lp.max():g}); "
+                         "pass log-probabilities, not probabilities or logits")
+    return lp
+
+
+class Method:
+    """Base class: declared statistics, a per-item ``__call__`` and a list ``compute``."""
+
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]]
+    discards: ClassVar[str | None] = None
+
+    def needed(self, stats: Mapping) -> tuple[str, ...]:
+        """The statistics this item needs (default: all of :attr:`requires`)."""
+        return self.requires
+
+    def __call__(self, stats: Mapping) -> float:
+        S.require(stats, self.needed(stats), self.name)
+        return float(self.confidence(stats))
+
+    def confidence(self, stats: Mapping) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def compute(self, items: Sequence[Mapping]) -> np.ndarray:
+        """Confidences of ``items`` (one statistics dict each), shape ``(len(items),)``."""
+        return np.array([self(s) for s in items], dtype=float)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+# ---- token-probability methods -------------------------------------------------------------
+class AvgTokenProb(Method):
+    """Average token probability.
+
+    Free-form answers: ``mean_i exp(ln p(y_i))`` over the greedy answer's tokens.
+
+    MCQ / true-false answers are chosen by option log-likelihood (:mod:`routelib.answers.answer`), not
+    generated, so the model's own "token probability" of the choice is the probability of the
+    chosen option among the options: ``softmax(OPTION_LOGPROBS)[CHOSEN_OPTION]``. With the
+    ``options`` style the scores are per-token mean log-likelihoods, so this is the
+    length-normalized analogue of the single answer-token probability a generated letter would
+    have; with ``letters`` it is exactly that letter token's probability renormalized over the
+    option letters. Discards (NaN) a free-form answer with no generated token.
+    """
+
+    name = "avg_token_prob"
+    requires = (S.IS_MCQ, S.GREEDY_TOKEN_LOGPROBS, S.OPTION_LOGPROBS, S.CHOSEN_OPTION)
+    discards = "a free-form answer with no generated token (empty generation)"
+
+    def needed(self, stats: Mapping) -> tuple[str, ...]:
+        S.require(stats, (S.IS_MCQ,), self.name)
+        if stats[S.IS_MCQ]:
+            return (S.IS_MCQ, S.OPTION_LOGPROBS, S.CHOSEN_OPTION)
+        return (S.IS_MCQ, S.GREEDY_TOKEN_LOGPROBS)
+
+    def confidence(self, stats: Mapping) -> float:
+        if stats[S.IS_MCQ]:
+            scores = np.asarray(stats[S.OPTION_LOGPROBS], dtype=float).reshape(-1)
+            k = int(stats[S.CHOSEN_OPTION])
+            if not 0 <= k < len(scores):
+                raise ValueError(f"method {self.name!r}: chosen option {k} is not among the "
+                                 f"{len(scores)} option scores")
+            if np.isnan(scores).any() or not np.isfinite(scores.max()):
+                raise ValueError(f"method {self.name!r}: option scores must be finite-valued "
+                                 f"log-likelihoods, got {scores.tolist()}")
+            p = np.exp(scores - scores.max())
+            return float(p[k] / p.sum())
+        lp = _logprobs(stats, S.GREEDY_TOKEN_LOGPROBS, self.name)
+        return float(np.exp(lp).mean()) if lp.size else math.nan
+
+
+class Perplexity(Method):
+    """Inverse perplexity: ``1 / PPL`` with ``PPL = exp(-(1/N) sum_i ln p(y_i))``.
+
+    Equals the geometric mean of the token probabilities, in ``[0, 1]``. For MCQ the tokens
+    are those of the chosen option's continuation. Discards (NaN) an empty generation.
+    """
+
+    name = "perplexity"
+    requires = (S.GREEDY_TOKEN_LOGPROBS,)
+    discards = "an answer with no generated token (empty generation)"
+
+    def confidence(self, stats: Mapping) -> float:
+        lp = _logprobs(stats, S.GREEDY_TOKEN_LOGPROBS, self.name)
+        return float(np.exp(lp.mean())) if lp.size else math.nan
+
+
+# ---- P(True) --------------------------------------------------------------------------------
+def normalized_ptrue(logp_true: float, logp_false: float) -> float:
+    """``p(T) / (p(T) + p(F))`` from the two log-probs: ``sigmoid(logp_true - logp_false)``,
+    computed without overflow."""
+    d = float(logp_true) - float(logp_false)
+    if math.isnan(d):
+        raise ValueError(f"P(True) is undefined for log-probs ({logp_true}, {logp_false})")
+    if d >= 0:
+        return 1.0 / (1.0 + math.exp(-d))
+    e = math.exp(d)
+    return e / (1.0 + e)
+
+
+class PTrue(Method):
+    """P(True): after the answer, the model is asked whether it is true; the next-token
+    probabilities of "True" and "False" are renormalized to sum to one and the confidence is
+    the share of "True"."""
+
+    name = "p_true"
+    requires = (S.PTRUE_LOGPROBS,)
+
+    def confidence(self, stats: Mapping) -> float:
+        pair = tuple(stats[S.PTRUE_LOGPROBS])
+        if len(pair) != 2:
+            raise ValueError(f"method {self.name!r}: {S.PTRUE_LOGPROBS!r} must be "
+                             f"(log p(True), log p(False)), got {len(pair)} values")
+        return normalized_ptrue(*pair)
+
+
+# ---- verbalized confidence ------------------------------------------------------------------
+_NUM = r"-?(?:\d+(?:\.\d+)?|\.\d+)"
+_EXPR = re.compile(rf"""(?<![\w./])(?:
+      (?P<lo>{_NUM})\s*(?P<lpct>%)?\s*(?:-|–|\bto\b)\s*(?P<hi>{_NUM})\s*(?P<rpct>%|percent\b)?
+    | (?P<num>{_NUM})\s*(?:/|\bout\s+of\b)\s*(?P<den>\d+(?:\.\d+)?)(?![/\d])
+    | (?P<pct>{_NUM})\s*(?:%|percent\b)
+    | (?P<bare>{_NUM})
+    )""", re.X | re.I)
+_MARKER = re.compile(r"\b(confidence|probability|certainty|likelihood)\b", re.I)
+# what may stand between a marker and its number: no digit, sentence end, sign or line break
+_WINDOW = re.compile(r"[^\d\n.!?;<>\-]{0,30}")
+_ZERO, _ONE = r"0(?:\.0+)?", r"(?:1(?:\.0+)?|100)"
+_SCALES = re.compile(  # echoed scale descriptions and placeholders, never the answer
+    rf"<[^<>\n]{{0,300}}>"
+    rf"|\(\s*(?:from\s+)?{_ZERO}\s*%?\s*(?:-|–|to)\s*{_ONE}\s*%?\s*\)"
+    rf"|\bbetween\s+{_ZERO}\s*%?\s+and\s+{_ONE}\s*%?", re.I)
+
+
+def _bare_value(x: float, probability_marker: bool) -> float | None:
+    if x <= 1:
+        return x
+    if probability_marker or x > 100:
+        return None
+    return x / 100
+
+
+def _value(m: re.Match, probability_marker: bool = False) -> float | None:
+    g = m.groupdict()
+    if g["lo"] is not None:
+        ends = [float(g["lo"]), float(g["hi"])]
+        if g["lpct"] or g["rpct"]:
+            vals = [e / 100 for e in ends]
+        else:
+            vals = [_bare_value(e, probability_marker) for e in ends]
+        return None if None in vals else (vals[0] + vals[1]) / 2
+    if g["num"] is not None:
+        den = float(g["den"])
+        return float(g["num"]) / den if den > 0 else None
+    if g["pct"] is not None:
+        return float(g["pct"]) / 100
+    return _bare_value(float(g["bare"]), probability_marker)
+
+
+def _in_unit(v: float | None) -> float | None:
+    return v if v is not None and 0.0 <= v <= 1.0 else None
+
+
+def _is_scaled(m: re.Match) -> bool:
+    """A percentage, a percentage range, or a fraction out of 10 or 100."""
+    g = m.groupdict()
+    return bool(g["pct"] is not None or g["lpct"] or g["rpct"]
+                or (g["den"] is not None and float(g["den"]) in (10.0, 100.0)))
+
+
+def parse_verbal_confidence(text: str | None) -> float | None:
+    """A confidence in ``[0, 1]`` parsed from a model's verbalized answer, or ``None``.
+
+    Number forms: percentages (``85%``, ``85 percent`` -> 0.85), fractions (``85/100``,
+    ``7/10``, ``8 out of 10``), ranges (``80-90%``, ``0.7 to 0.9`` -> the midpoint) and bare
+    numbers (``0.85``; a bare number in ``(1, 100]`` is read as a percentage, ``85`` -> 0.85,
+    except right after "probability", where it must already lie in ``[0, 1]``).
+
+    Which number wins, first rule that applies:
+
+    0. Echoed scale descriptions are removed first: ``<placeholders>``, ``(0.0 to 1.0)``,
+       ``(0-100)``, ``between 0 and 1`` (only these 0..1 / 0..100 endpoints).
+    1. **Marker**: the number right after the *last* "confidence", "probability", "certainty"
+       or "likelihood" that is followed by one (up to 30 characters of words/punctuation in
+       between, not crossing a digit, a line break, ``.!?;`` or a minus sign): "Guess: 42
+       Probability: 0.9" -> 0.9, "Confidence: high (90%)" -> 0.9.
+    2. **Scaled**: otherwise the *last* percentage or fraction out of 10/100 anywhere:
+       "I am 90% sure" -> 0.9, "I'm 7/10 sure" -> 0.7. Bare numbers are never taken from
+       running text (they are usually the answer).
+    3. **Number only**: otherwise, if the whole text is one number (trailing ``.`` allowed):
+       "0.85" -> 0.85, "0.0" -> 0.0, "85" -> 0.85.
+    4. Otherwise ``None`` ("confidence: high", "The answer is 42.").
+
+    The winning number is not replaced by another when it is out of range: after mapping it
+    must lie in ``[0, 1]``, else the result is ``None`` ("150%", "Confidence: -0.2",
+    "Probability: 1.5"). ``None`` means the item is discarded by the verbal methods.
+    """
+    if not text or not text.strip():
+        return None
+    t = _SCALES.sub(" ", text)
+    for mk in reversed(list(_MARKER.finditer(t))):
+        w = _WINDOW.match(t, mk.end())
+        e = _EXPR.match(t, w.end())
+        if e:
+            return _in_unit(_value(e, probability_marker=mk.group(1).lower() == "probability"))
+    scaled = [e for e in _EXPR.finditer(t) if _is_scaled(e)]
+    if scaled:
+        return _in_unit(_value(scaled[-1]))
+    e = _EXPR.fullmatch(t.strip().rstrip(".").strip())
+    return _in_unit(_value(e)) if e else None
+
+
+class _Verbal(Method):
+    stat: ClassVar[str]
+    discards = "an output without a usable number (parse_verbal_confidence returned None)"
+
+    def confidence(self, stats: Mapping) -> float:
+        v = parse_verbal_confidence(stats[self.stat])
+        return math.nan if v is None else v
+
+
+class Verbal1S(_Verbal):
+    """One-stage verbalized confidence: the answer and its probability in one output."""
+    name = "verbal_1s"
+    stat = S.VERBAL_1S_TEXT
+    requires = (S.VERBAL_1S_TEXT,)
+
+
+class Verbal2S(_Verbal):
+    """Two-stage verbalized confidence: the probability asked for after the answer."""
+    name = "verbal_2s"
+    stat = S.VERBAL_2S_TEXT
+    requires = (S.VERBAL_2S_TEXT,)
+
+
+# ---- sample consistency ---------------------------------------------------------------------
+def _is_punct(ch: str) -> bool:
+    return ch in string.punctuation or unicodedata.category(ch).startswith("P")
+
+
+def word_set(text: str) -> frozenset[str]:
+    """Lower-cased whitespace-separated words, punctuation stripped from each word's ends
+    (``"Paris."`` -> ``paris``; ``3.5`` and ``don't`` stay whole); empty words dropped."""
+    words = []
+    for w in text.lower().split():
+        i, j = 0, len(w)
+        while i < j and _is_punct(w[i]):
+            i += 1
+        while j > i and _is_punct(w[j - 1]):
+            j -= 1
+        if i < j:
+            words.append(w[i:j])
+    return frozenset(words)
+
+
+def jaccard(a: frozenset, b: frozenset) -> float:
+    """``|a & b| / |a | b|``, with ``J(empty, empty) = 1`` (two empty answers agree)."""
+    union = len(a | b)
+    return 1.0 if union == 0 else len(a & b) / union
+
+
+def jaccard_matrix(texts: Sequence[str]) -> np.ndarray:
+    """Symmetric ``(m, m)`` matrix of pairwise Jaccard similarities of the word sets."""
+    sets = [word_set(t) for t in texts]
+    m = len(sets)
+    w = np.eye(m)
+    for i in range(m):
+        for j in range(i + 1, m):
+            w[i, j] = w[j, i] = jaccard(sets[i], sets[j])
+    return w
+
+
+def degree_uncertainty(w: np.ndarray) -> float:
+    """``U_Deg = trace(m I - D) / m^2`` with ``D = diag(sum_j W_ij)`` (Lin et al. 2023)."""
+    w = np.asarray(w, dtype=float)
+    m = w.shape[0]
+    d = np.diag(w.sum(axis=1))
+    return float(np.trace(m * np.eye(m) - d) / m ** 2)
+
+
+class JaccardDegree(Method):
+    """Degree-matrix consistency of the m sampled answers with Jaccard similarity.
+
+    ``W_ij`` = Jaccard similarity of the word sets of samples i and j (``W_ii = 1``),
+    ``D = diag(sum_j W_ij)``, ``U = trace(mI - D) / m^2 = 1 - mean(W)``, and the
+    confidence is ``1 - U = mean(W)``, in ``[1/m, 1]``.
+
+    Direction. The paper writes the confidence as ``trace(mI - D)/m^2``; taken literally that
+    is *high when the samples disagree*: ``D_ii`` sums sample i's similarities, so agreeing
+    samples give ``D = mI`` and ``trace(mI - D) = 0``, while pairwise-disjoint samples give
+    ``D = I`` and ``trace = m^2 - m``. The quantity is the degree-matrix *uncertainty*
+    ``U_Deg`` of Lin, Trivedi & Sun (2023, "Generating with Confidence"), which LM-Polygraph's
+    ``DegMat`` also returns as an uncertainty (higher = more uncertain; it computes
+    ``trace(m - D)``, the same number). We therefore compute the formula exactly as ``U`` and
+    report ``1 - U`` so that higher = more confident, the convention of every method here.
+    Unlike LM-Polygraph's Jaccard (``lower().split()``, ``J = 0`` for two empty answers),
+    punctuation is stripped from words and two empty answers count as identical.
+    """
+
+    name = "jaccard_degree"
+    requires = (S.SAMPLE_TEXTS,)
+
+    def confidence(self, stats: Mapping) -> float:
+        texts = stats[S.SAMPLE_TEXTS]
+        if isinstance(texts, str) or len(texts) < 2:
+            raise ValueError(f"method {self.name!r} needs a list of at least 2 sampled texts in "
+                             f"{S.SAMPLE_TEXTS!r} (the paper uses m={S.N_SAMPLES})")
+        return 1.0 - degree_uncertainty(jaccard_matrix(list(texts)))
+
+
+# ---- probes ---------------------------------------------------------------------------------
+class _Probe(Method):
+    requires = (S.HIDDEN_STATE,)
+
+    def __init__(self, probe):
+        """``probe``: a fitted classifier with ``predict_proba`` (e.g.
+        :class:`routelib.uq.probe.MLPProbe`), class 1 = the answer is correct."""
+        if not hasattr(probe, "predict_proba"):
+            raise TypeError(f"method {self.name!r} needs a fitted probe with predict_proba, got "
+                            f"{type(probe).__name__}")
+        from sklearn.exceptions import NotFittedError
+        from sklearn.utils.validation import check_is_fitted
+        is_fitted = getattr(probe, "__sklearn_is_fitted__", None)  # e.g. a stored probe
+        if is_fitted is None:
+            check_is_fitted(probe)
+        elif not is_fitted():
+            raise NotFittedError(f"method {self.name!r}: the probe is not fitted")
+        self.probe = probe
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.probe!r})"
+
+    def _features(self, items: Sequence[Mapping]) -> np.ndarray:
+        rows = [np.asarray(s[S.HIDDEN_STATE], dtype=np.float32).reshape(-1) for s in items]
+        if len({r.shape[0] for r in rows}) > 1:
+            raise ValueError(f"method {self.name!r}: hidden states of different sizes "
+                             f"{sorted({r.shape[0] for r in rows})}")
+        return np.stack(rows)
+
+    def confidence(self, stats: Mapping) -> float:
+        return float(self.probe.predict_proba(self._features([stats]))[0, 1])
+
+    def compute(self, items: Sequence[Mapping]) -> np.ndarray:
+        items = list(items)
+        for s in items:
+            S.require(s, self.requires, self.name)
+        if not items:
+            return np.zeros(0)
+        return np.asarray(self.probe.predict_proba(self._features(items))[:, 1], dtype=float)
+
+
+class TrainedProbe(_Probe):
+    """P(correct) from the hidden state, by a probe trained on the same dataset's train
+    split (see :mod:`routelib.uq.probe`)."""
+    name = "trained_probe"
+
+
+class OODProbe(_Probe):
+    """P(correct) from the hidden state, by a probe trained on every *other* dataset
+    (:func:`routelib.uq.probe.fit_ood_probe`); one instance per held-out dataset."""
+    name = "ood_probe"
+
+
+# the registry: one entry per method, in the paper's order
+METHODS: dict[str, type[Method]] = {
+    "avg_token_prob": AvgTokenProb,
+    "perplexity": Perplexity,
+    "p_true": PTrue,
+    "verbal_1s": Verbal1S,
+    "verbal_2s": Verbal2S,
+    "jaccard_degree": JaccardDegree,
+    "trained_probe": TrainedProbe,
+    "ood_probe": OODProbe,
+}
+
+PROBE_METHODS = ("trained_probe", "ood_probe")  # their constructors take a fitted probe
+
+
+def make(name: str, **kwargs) -> Method:
+    """An instance of method ``name`` (probes: ``make("trained_probe", probe=fitted)``)."""
+    if name not in METHODS:
+        raise KeyError(f"UQ method {name!r} is not known; known: {', '.join(METHODS)}")
+    return METHODS[name](**kwargs)
+
+
+def n_discarded(confidence) -> int:
+    """How many confidences are NaN (discarded items)."""
+    return int(np.isnan(np.asarray(confidence, dtype=float)).sum())

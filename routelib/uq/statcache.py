@@ -1,0 +1,179 @@
+"""A content-addressed, resumable cache of per-item statistics: each model pass runs once per item.
+
+Layout: ``<cache>/stats/<model>/<dataset>/<answer run>/<pass>__<key>/part-NNNNN.parquet``, where
+``<answer run>`` is the folder of the greedy answers the pass follows (its name carries the hash
+of model file, dataset, split, answer style, prompt version and seed, see :mod:`routelib.cache.runs`)
+and ``<key>`` hashes that run's spec, the pass name, :data:`routelib.uq.passes.PASS_PARAMS` of the
+pass (prompts, token limits, temperature, number of samples, seed) and
+:data:`routelib.uq.passes.PASS_VERSION`. Change any of these and the statistics are recomputed in a
+new folder; change nothing and a second run makes no model call.
+
+Parts are written to a temporary name and renamed, so a killed run loses at most the chunk it
+was computing and a resumed run skips every item already stored. The ``greedy`` pass is not
+cached: its statistics are columns of the answer rows themselves.
+
+Hidden states are stored as float16 bytes (half the size; the probe standardizes its inputs),
+or float32 where a value does not fit float16.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from routelib import config, data
+from routelib.cache import runs
+from routelib.cache.locks import folder_lock
+from routelib.uq import passes, stats as S
+
+
+def pass_key(answer_spec: dict, pass_name: str) -> str:
+    blob = json.dumps({"answer": answer_spec, "pass": pass_name,
+                       "params": passes.PASS_PARAMS[pass_name],
+                       "version": passes.PASS_VERSION}, sort_keys=True, default=list)
+    return hashlib.sha256(blob.encode()).hexdigest()[:10]
+
+
+def pass_dir(answer_spec: dict, pass_name: str) -> Path:
+    run = runs.run_dir(answer_spec)
+    return (config.cache_dir() / "stats" / answer_spec["model"] / answer_spec["dataset"]
+            / run.name / f"{pass_name}__{pass_key(answer_spec, pass_name)}")
+
+
+# ---- (de)serialization: one parquet row per item --------------------------------------------
+def _encode(item_id: str, d: dict) -> dict:
+    row = {"item_id": item_id}
+    for name, v in d.items():
+        if name == S.HIDDEN_STATE:
+            a = np.asarray(v, dtype=np.float32)
+            h = a.astype(np.float16)
+            ok = bool(np.isfinite(h).all())
+            row["hidden_dtype"] = "float16" if ok else "float32"
+            row[name] = (h if ok else a).tobytes()
+        elif name == S.PTRUE_LOGPROBS:
+            row[name] = [float(x) for x in v]
+        else:
+            row[name] = v
+    return row
+
+
+def _decode(row: dict) -> dict:
+    d = {}
+    for name, v in row.items():
+        if name in ("item_id", "hidden_dtype"):
+            continue
+        if name == S.HIDDEN_STATE:
+            d[name] = np.frombuffer(v, dtype=row["hidden_dtype"]).astype(np.float32)
+        elif name == S.PTRUE_LOGPROBS:
+            d[name] = (float(v[0]), float(v[1]))
+        elif name == S.SAMPLE_TEXTS:
+            d[name] = [str(x) for x in v]
+        else:
+            d[name] = v
+    return d
+
+
+def read_pass(path: Path) -> dict[str, dict]:
+    """item id -> statistics dict of every item stored in a pass folder."""
+    out: dict[str, dict] = {}
+    for part in sorted(path.glob("part-*.parquet")):
+        for row in pd.read_parquet(part).to_dict("records"):
+            if row["item_id"] in out:
+                raise runs.RunError(f"{path}: item {row['item_id']!r} stored twice")
+            out[row["item_id"]] = _decode(row)
+    return out
+
+
+def _write_part(path: Path, rows: list[dict]) -> None:
+    existing = sorted(path.glob("part-*.parquet"))
+    n = int(existing[-1].stem.split("-")[1]) + 1 if existing else 0
+    tmp = path / f".part-{n:05d}.parquet.partial"
+    pd.DataFrame(rows).to_parquet(tmp, index=False)
+    tmp.replace(path / f"part-{n:05d}.parquet")
+
+
+# ---- the entry point ------------------------------------------------------------------------
+def item_stats(model: str, dataset: str, methods: Sequence, split: str = "eval",
+               limit: int | None = config.LIMIT, backend=None, chunk_size: int = 16,
+               source: str = "local", progress: bool = True):
+    """``(records, answer rows, statistics dicts)`` for ``limit`` items of ``dataset``: the
+    greedy answers (:func:`routelib.cache.runs.generate`, cached) and every pass the ``methods`` need,
+    each computed once per item and cached; only missing items are computed.
+
+    ``backend``: an instance or a zero-argument factory (called only if something is missing).
+    """
+    records = data.load(dataset, split, limit=limit, source=source)
+    if isinstance(backend, type):
+        raise TypeError("pass a backend instance or a zero-argument factory, not a class")
+    holder = {"b": backend if hasattr(backend, "generate") else None}
+    factory = backend if holder["b"] is None and callable(backend) else None
+
+    def get_backend():
+        if holder["b"] is None:
+            if factory is not None:
+                holder["b"] = factory()
+            else:
+                from routelib.models.backend import TransformersBackend
+                holder["b"] = TransformersBackend.from_registry(model)
+        return holder["b"]
+
+    rows_df = runs.generate(model, dataset, split, limit=limit, backend=holder["b"] or get_backend,
+                            source=source, progress=progress)
+    rows = rows_df.to_dict("records")
+    if not rows:
+        return records, rows_df, []
+    spec = _answer_spec(model, dataset, split, rows_df)
+    out = passes.greedy_pass(None, records, rows)
+    for name in passes.passes_for(methods):
+        if name == "greedy":
+            continue
+        path = pass_dir(spec, name)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = path / "pass.json"
+        if not meta.exists():
+            meta.write_text(json.dumps({"answer": spec, "pass": name,
+                                        "params": passes.PASS_PARAMS[name],
+                                        "version": passes.PASS_VERSION}, indent=1,
+                                       sort_keys=True, default=list))
+        with folder_lock(path):
+            have = read_pass(path)
+            todo = [i for i, r in enumerate(records) if r.id not in have]
+            todo.sort(key=lambda i: runs._length_key(records[i]))  # longest first, as runs does
+            if todo:
+                bar = None
+                if progress:
+                    from tqdm.auto import tqdm
+                    bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
+                               desc=f"{model} {dataset} {name}")
+                b = get_backend()
+                for start in range(0, len(todo), chunk_size):
+                    idx = todo[start:start + chunk_size]
+                    t0 = time.perf_counter()
+                    got = passes.PASSES[name](b, [records[i] for i in idx], [rows[i] for i in idx])
+                    _write_part(path, [_encode(records[i].id, d) for i, d in zip(idx, got)])
+                    with open(path / "timings.jsonl", "a") as fh:
+                        fh.write(json.dumps({"items": len(idx),
+                                             "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+                    for i, d in zip(idx, got):
+                        have[records[i].id] = _decode(_encode(records[i].id, d))
+                    if bar is not None:
+                        bar.update(len(idx))
+                if bar is not None:
+                    bar.close()
+        for d, r in zip(out, records):
+            d.update(have[r.id])
+    return records, rows_df, out
+
+
+def _answer_spec(model: str, dataset: str, split: str, rows_df: pd.DataFrame) -> dict:
+    """The spec of the answer run the rows came from (read back from its run.json)."""
+    cfg = runs.default_config(dataset, model)
+    spec = runs.run_spec(model, str(rows_df["model_id"].iloc[0]), dataset, split, cfg)
+    if not (runs.run_dir(spec) / "run.json").exists():
+        raise runs.RunError(f"no answer run folder for {model} {dataset} {split}")
+    return spec
