@@ -17,8 +17,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from routelib import imported as I, published as P, routing as R
-from routelib.metrics import auroc_table
+from routelib.report import paper_scale
+from routelib.routing import simulation as R
+from routelib.uq import imported as I, published as P
+from routelib.uq.metrics import auroc_table
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("ROUTELIB_PUBLISHED_DIR") or REPO.parent / "shared" / "published")
@@ -68,7 +70,7 @@ def copy_with(tmp_path: Path, shared: Path, name: str, lines_fn) -> Path:
 
 # ---- registry and checks -------------------------------------------------------------------
 def test_columns_are_the_native_ones():
-    from routelib.confidence import CONFIDENCE_COLUMNS
+    from routelib.columns import CONFIDENCE_COLUMNS
     assert P.TABLE_COLUMNS == CONFIDENCE_COLUMNS == I.TABLE_COLUMNS
     assert set(R.CONF_COLUMNS) <= set(P.TABLE_COLUMNS)
 
@@ -207,7 +209,7 @@ def test_routing_area_and_first_look_are_direct_sums(shared):
     assert areas.keys() == want.keys()
     for ds in want:
         assert areas[ds] == pytest.approx(want[ds], abs=1e-12), ds
-    look = P.first_look([SLM_8B], [LLM_70B], methods=["avg_token_prob"], directory=shared)
+    look = paper_scale.first_look([SLM_8B], [LLM_70B], methods=["avg_token_prob"], directory=shared)
     row = look.iloc[0]
     aurocs = [roc_auc_score(g["correct"], g["p"]) for _, g in d8.groupby("dataset")]
     assert len(look) == 1 and row["categories"] == 14 and row["discard_rate"] == 0
@@ -298,7 +300,7 @@ def test_imported_table_gives_the_native_auroc_and_routing(tmp_path, suffix):
     frame.to_csv(path, index=False) if suffix == ".csv" else frame.to_parquet(path)
     got_conf, got_llm = I.import_outputs(path, MAPPING)
     pd.testing.assert_frame_equal(auroc_table(got_conf), auroc_table(conf))
-    from routelib.study import simulate_routable  # discarded items leave the curves
+    from routelib.routing.study import simulate_routable  # discarded items leave the curves
 
     def sim(c, g):
         return simulate_routable(c, g, RATIOS).sort_values(list(R.SIM_COLUMNS[:6]),

@@ -2,7 +2,7 @@
 
 :func:`import_outputs` reads a CSV or parquet table with one row per (SLM, dataset, item, UQ
 method) and returns ``(confidence table, LLM table)``: the confidence table has
-:data:`TABLE_COLUMNS` (those of ``routelib.confidence.CONFIDENCE_COLUMNS``), the LLM table
+:data:`TABLE_COLUMNS` (those of ``routelib.columns.CONFIDENCE_COLUMNS``), the LLM table
 ``routelib.routing.LLM_COLUMNS``, so ``routelib.metrics.auroc_table`` and the routing functions
 run on them unchanged.
 
@@ -38,14 +38,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import config
-from .routing import CONFIDENCE, CORRECT, DATASET, ITEM_ID, LLM, LLM_COLUMNS, METHOD, SLM
+from routelib import config
+from routelib.columns import (CONF_COLUMNS as REQUIRED, CONFIDENCE, CONFIDENCE_COLUMNS as
+                              TABLE_COLUMNS, CORRECT, DATASET, DISCARD_REASON, DISCARDED, ITEM_ID,
+                              LLM, LLM_COLUMNS, METHOD, MODEL_ID, SLM)
 
-MODEL_ID, DISCARDED, DISCARD_REASON, LLM_CORRECT = ("model_id", "discarded", "discard_reason",
-                                                    "llm_correct")
-TABLE_COLUMNS = (SLM, MODEL_ID, DATASET, ITEM_ID, METHOD, CONFIDENCE, CORRECT, DISCARDED,
-                 DISCARD_REASON)
-REQUIRED = (SLM, DATASET, ITEM_ID, METHOD, CONFIDENCE, CORRECT)
+LLM_CORRECT = "llm_correct"
 OPTIONAL = (DISCARDED, DISCARD_REASON, MODEL_ID, LLM, LLM_CORRECT)
 KEY = [SLM, DATASET, METHOD, ITEM_ID]
 SOURCE_DISCARD = "discarded in the imported table"

@@ -12,7 +12,7 @@ its sha256): the category + gold letter sequence must be identical row by row, e
 :class:`AlignmentError` naming the file and the first mismatching row (a shuffled or truncated
 file); then its sha256 must equal :data:`SHA256`, else :class:`ChecksumError`.
 
-Tables (:data:`TABLE_COLUMNS` = ``routelib.confidence.CONFIDENCE_COLUMNS``): ``slm`` the short
+Tables (:data:`TABLE_COLUMNS` = ``routelib.columns.CONFIDENCE_COLUMNS``): ``slm`` the short
 name (:data:`MODELS`); ``model_id`` name + ``@`` + the file's sha256[:12]; ``dataset`` the
 category slugified (``computer_science``): the 14 categories play the paper's 14 datasets;
 ``item_id`` ``mmlu_pro-<row:05d>`` (no question id was published; the rows are the same items in
@@ -39,15 +39,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from . import config
-from .routing import (CONF_COLUMNS, CONFIDENCE, CORRECT, DATASET, ITEM_ID, LLM, LLM_COLUMNS,
-                      METHOD, SLM)
-from .metrics import auroc_table
-from .routing import area_under_curve, simulate
+from routelib import config
+from routelib.columns import (CONF_COLUMNS, CONFIDENCE, CONFIDENCE_COLUMNS as TABLE_COLUMNS,
+                              CORRECT, DATASET, DISCARD_REASON, DISCARDED, ITEM_ID, LLM,
+                              LLM_COLUMNS, METHOD, MODEL_ID, SLM)
 
-MODEL_ID, DISCARDED, DISCARD_REASON = "model_id", "discarded", "discard_reason"
-TABLE_COLUMNS = (SLM, MODEL_ID, DATASET, ITEM_ID, METHOD, CONFIDENCE, CORRECT, DISCARDED,
-                 DISCARD_REASON)
 
 UPSTREAM_REPO = "Linwei94/LLM-Calibration-Study"
 UPSTREAM_COMMIT = "ddc349e31695f3c2f8b8dfb2c3376a720914df55"  # 2025-05-23
@@ -359,40 +355,3 @@ def provenance(models: Sequence[str] | None = None) -> dict:
             "license_url": raw_url(LICENSE_PATH), "license_sha256": SHA256[LICENSE_FILE],
             "dataset": "MMLU-Pro test split (TIGER-Lab/MMLU-Pro), 12032 items, 14 categories",
             "files": files}
-
-
-def _routing_means(conf: pd.DataFrame, llm: pd.DataFrame) -> pd.DataFrame:
-    """Per (slm, llm, method): mean over categories of the areas under accuracy vs routing
-    ratio of the uq, oracle and random routers, on each method's non-discarded items."""
-    kept = conf[~conf[DISCARDED]]
-    frames = []
-    for _, g in kept.groupby([SLM, METHOD], sort=False):
-        keys = pd.MultiIndex.from_frame(g[[DATASET, ITEM_ID]])
-        rows = llm[pd.MultiIndex.from_frame(llm[[DATASET, ITEM_ID]]).isin(keys)]
-        frames.append(simulate(g[list(CONF_COLUMNS)], rows))
-    sim = pd.concat(frames, ignore_index=True)
-    keys = [SLM, LLM, DATASET, METHOD, "router"]
-    areas = sim.groupby(keys, sort=False).apply(area_under_curve, include_groups=False)
-    areas = areas.rename("auc").reset_index()
-    wide = areas.pivot_table(index=[SLM, LLM, METHOD], columns="router", values="auc",
-                             aggfunc="mean")
-    return wide.rename(columns=lambda r: f"auc_{r}").reset_index()
-
-
-def first_look(slms: Sequence[str] = PAPER_SLMS, llms: Sequence[str] = PAPER_LLMS,
-               methods=None, directory: str | Path | None = None, download: bool = False,
-               opener=None) -> pd.DataFrame:
-    """Tidy summary per (slm, llm, method): categories with an AUROC, their mean AUROC, SLM
-    and LLM accuracy and discard rate over all items, and the mean over categories of the
-    routing areas (uq, random, oracle; discarded items left out, as in the paper)."""
-    conf, llm = tables(slms, llms, methods, None, directory, download, opener)
-    au = auroc_table(conf).groupby([SLM, METHOD], sort=False).agg(
-        categories=("auroc", "count"), mean_auroc=("auroc", "mean")).reset_index()
-    per = conf.groupby([SLM, METHOD], sort=False).agg(
-        items=(CORRECT, "size"), slm_accuracy=(CORRECT, "mean"),
-        discard_rate=(DISCARDED, "mean")).reset_index()
-    llm_acc = llm.groupby(LLM, sort=False)[CORRECT].mean().rename("llm_accuracy").reset_index()
-    out = per.merge(au, on=[SLM, METHOD]).merge(llm_acc, how="cross")
-    out = out.merge(_routing_means(conf, llm), on=[SLM, LLM, METHOD], how="left")
-    return out[[SLM, LLM, METHOD, "items", "categories", "mean_auroc", "slm_accuracy",
-                "llm_accuracy", "discard_rate", "auc_uq", "auc_random", "auc_oracle"]]
