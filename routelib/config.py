@@ -15,6 +15,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from routelib.errors import RoutelibError
+
 SEED = 50  # the paper's seed, used wherever randomness enters
 LIMIT = 200  # evaluation items per dataset: the committed reference run and every default
 JUDGE_LIMIT = 100  # items per free-form dataset the committed LLM-judge comparison grades
@@ -22,7 +24,7 @@ JUDGE_LIMIT = 100  # items per free-form dataset the committed LLM-judge compari
 _REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-class ConfigError(RuntimeError):
+class ConfigError(RoutelibError, RuntimeError):
     """A required setting (directory, environment variable) is missing or wrong."""
 
 

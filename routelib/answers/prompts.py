@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from routelib.data.schema import Record
+from routelib.errors import RoutelibError
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 STYLES = ("options", "letters", "generate")
@@ -43,7 +44,7 @@ MATH_INSTRUCTION = 'Answer with a number. End with "The answer is <number>."'
 LETTER_INSTRUCTION = "Answer with the letter of the correct option."
 
 
-class PromptError(ValueError):
+class PromptError(RoutelibError, ValueError):
     pass
 
 

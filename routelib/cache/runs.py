@@ -26,12 +26,13 @@ import pandas as pd
 from routelib import config, data
 from routelib.answers.answer import ANSWER_COLUMNS, AnswerConfig, answer_records, default_config
 from routelib.cache.locks import folder_lock
+from routelib.errors import RoutelibError
 from routelib.models import registry as models
 
 PROMPT_VERSION = 1  # bump when prompts.py changes what a prompt looks like
 
 
-class RunError(RuntimeError):
+class RunError(RoutelibError, RuntimeError):
     pass
 
 

@@ -6,6 +6,7 @@ import logging
 import sys
 
 from routelib import config, data
+from routelib.errors import RoutelibError
 from routelib.models import registry as models
 from routelib.models.factory import lazy_backend
 
@@ -477,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (data.DataError, models.ModelError, config.ConfigError) as exc:
+    except RoutelibError as exc:
         print(f"routelib: error: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from routelib import config
+from routelib.errors import RoutelibError
 
 TASK_TYPES = ("mcq", "free_form", "true_false")
 DOMAINS = ("math", "commonsense", "conversational", "problem_solving")
@@ -47,7 +48,7 @@ RECORD_KEYS = ("id", "dataset", "type", "domain", "question", "context", "choice
 HOLDOUT_FRACTION = 0.3  # share of an eval-only dataset carved out as its "train" part
 
 
-class DataError(ValueError):
+class DataError(RoutelibError, ValueError):
     """Unknown dataset or split, or a malformed record."""
 
 

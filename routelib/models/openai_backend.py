@@ -45,12 +45,13 @@ from typing import Sequence
 
 import numpy as np
 
+from routelib.errors import RoutelibError
 from routelib.models.backend import Generation, GenRequest, Loglik, LoglikRequest, cut_at_stop
 
 MAX_RETRY_AFTER = 120.0  # seconds: longer server-requested waits are cut to this
 
 
-class OpenAIBackendError(RuntimeError):
+class OpenAIBackendError(RoutelibError, RuntimeError):
     """A request failed for good (not retryable, or still failing after the retries)."""
 
 

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routelib import config
+from routelib.errors import RoutelibError
 
 log = logging.getLogger(__name__)
 
 
-class ModelError(RuntimeError):
+class ModelError(RoutelibError, RuntimeError):
     """Unknown model, missing package or a file whose hash does not match."""
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 from routelib import config, data
 from routelib.cache import runs
 from routelib.cache.locks import folder_lock
+from routelib.errors import RoutelibError
 from routelib.models.backend import GenRequest
 from routelib.uq import metrics, statcache
 
@@ -52,7 +53,7 @@ _YES = {"yes", "correct", "true", "right"}
 _NO = {"no", "incorrect", "wrong", "false", "not"}
 
 
-class JudgeError(ValueError):
+class JudgeError(RoutelibError, ValueError):
     """Bad input to the judge (e.g. a dataset with no free-form answers)."""
 
 

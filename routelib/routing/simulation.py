@@ -38,6 +38,7 @@ import pandas as pd
 from routelib.columns import (ACCURACY, CONF_COLUMNS, CONFIDENCE, CORRECT, COST, CURVE_COLUMNS,
                               DATASET, ITEM_ID, LATENCY, LLM, LLM_COLUMNS, METHOD, N, RATIO, ROUTED,
                               ROUTER, SIM_COLUMNS, SLM, THRESHOLD, TOP_K_COLUMNS)
+from routelib.errors import RoutelibError
 
 ROUTERS = ("uq", "oracle", "random")
 
@@ -47,7 +48,7 @@ DEFAULT_RATIOS = np.linspace(0.0, 1.0, 21)  # 0%, 5%, ..., 100%
 ORACLE_ORDER = {(False, True): 0, (False, False): 1, (True, True): 2, (True, False): 3}
 
 
-class RoutingError(ValueError):
+class RoutingError(RoutelibError, ValueError):
     """Malformed routing input: bad ratio, unpaired items, missing columns."""
 
 

@@ -26,6 +26,7 @@ import pandas as pd
 from routelib.answers.answer import SELECTED, AnswerConfig, answer_records
 from routelib.columns import CONFIDENCE
 from routelib.data.schema import Record
+from routelib.errors import RoutelibError
 from routelib.routing.calibration import CSV_NAME, thresholds_from_calibration
 from routelib.routing.cost import CostModel
 from routelib.uq import methods as uq, passes
@@ -36,7 +37,7 @@ def _group(record: Record) -> str | None:
     return "mcq" if record.type == "mcq" else "math" if record.domain == "math" else None
 
 
-class RouterError(ValueError):
+class RouterError(RoutelibError, ValueError):
     pass
 
 

@@ -32,6 +32,7 @@ import pandas as pd
 
 from routelib import config, data
 from routelib.columns import CONFIDENCE_COLUMNS
+from routelib.errors import RoutelibError
 from routelib.uq import methods as uq, probe as P, stats as S
 from routelib.uq.probe_store import StoredProbe
 from routelib.uq.statcache import item_stats
@@ -40,7 +41,7 @@ PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
 NO_NUMBER = "no confidence in output"
 
 
-class NotCached(LookupError):
+class NotCached(RoutelibError, LookupError):
     """``cached_only`` was asked and a needed answer or statistic is not in the cache."""
 
 

@@ -42,6 +42,7 @@ from routelib import config
 from routelib.columns import (CONF_COLUMNS as REQUIRED, CONFIDENCE, CONFIDENCE_COLUMNS as
                               TABLE_COLUMNS, CORRECT, DATASET, DISCARD_REASON, DISCARDED, ITEM_ID,
                               LLM, LLM_COLUMNS, METHOD, MODEL_ID, SLM)
+from routelib.errors import RoutelibError
 
 LLM_CORRECT = "llm_correct"
 OPTIONAL = (DISCARDED, DISCARD_REASON, MODEL_ID, LLM, LLM_CORRECT)
@@ -50,7 +51,7 @@ SOURCE_DISCARD = "discarded in the imported table"
 TRUE, FALSE = {"true", "1", "1.0", "yes"}, {"false", "0", "0.0", "no"}
 
 
-class ImportedOutputsError(ValueError):
+class ImportedOutputsError(RoutelibError, ValueError):
     """An imported outputs table is malformed (the message names the rows)."""
 
 

@@ -42,6 +42,7 @@ from typing import Callable, Sequence
 
 from routelib.answers import prompts
 from routelib.config import SEED
+from routelib.errors import RoutelibError
 from routelib.models.backend import GenRequest, LoglikRequest
 from routelib.uq import stats as S
 from routelib.uq.methods import METHODS
@@ -57,7 +58,7 @@ VERBAL_1S_MAX_TOKENS, VERBAL_2S_MAX_TOKENS, SAMPLE_TEMPERATURE = 48, 16, 1.0
 CHOICE_SAMPLE_MAX_TOKENS, CHOICE_SAMPLE_STOP = 32, ("\n",)
 
 
-class PassError(ValueError):
+class PassError(RoutelibError, ValueError):
     """Records and rows do not match, or a row's prompt is not today's prompt."""
 
 

@@ -43,6 +43,7 @@ from routelib import config
 from routelib.columns import (CONF_COLUMNS, CONFIDENCE, CONFIDENCE_COLUMNS as TABLE_COLUMNS,
                               CORRECT, DATASET, DISCARD_REASON, DISCARDED, ITEM_ID, LLM,
                               LLM_COLUMNS, METHOD, MODEL_ID, SLM)
+from routelib.errors import RoutelibError
 
 
 UPSTREAM_REPO = "Linwei94/LLM-Calibration-Study"
@@ -123,7 +124,7 @@ UNPARSABLE, OUT_OF_RANGE = "unparsable value", "value outside [0, 1]"
 FILE_COLUMNS = ("category", "correct_answer", "extracted_answer", *SIGNALS.values())
 
 
-class PublishedError(ValueError):
+class PublishedError(RoutelibError, ValueError):
     """The published outputs are missing, unknown or not what was published."""
 
 

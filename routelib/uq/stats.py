@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from typing import Iterable, Mapping
 
+from routelib.errors import RoutelibError
+
 GREEDY_TOKEN_LOGPROBS = "greedy_token_logprobs"
 OPTION_LOGPROBS = "option_logprobs"
 CHOSEN_OPTION = "chosen_option"
@@ -67,7 +69,7 @@ N_SAMPLES = 5
 HIDDEN_LAYER = -8
 
 
-class MissingStatisticError(KeyError):
+class MissingStatisticError(RoutelibError, KeyError):
     """A method was given a statistics dict without a statistic it needs."""
 
     def __str__(self) -> str:  # KeyError would repr() the message
