@@ -324,8 +324,7 @@ class StateFile:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
-        self._tmp_prefix = f".{self.path.name}."
+        self.lock_path, self._tmp_prefix = Path(f"{self.path}.lock"), f".{self.path.name}."
 
     def load(self) -> AdaptiveState:
         """The current state (empty if the file does not exist yet); no lock needed to read."""
@@ -336,7 +335,7 @@ class StateFile:
         return AdaptiveState.from_json(text, str(self.path))
 
     def update(self, change):
-        """Under the lock: read, ``result = change(state)`` (mutating it), write; -> (state, result)."""
+        """Locked read, ``result = change(state)`` (mutating it), write; -> (state, result)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _exclusive(self.lock_path):
             for stale in self.path.parent.glob(self._tmp_prefix + "*.tmp"):
