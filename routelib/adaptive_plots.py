@@ -31,7 +31,7 @@ STYLES = {
 }
 
 
-def _grid(frame, line_column: str, lines, delta: float, title: str):
+def _grid(frame, line_column: str, lines, delta: float, title: str, band: bool = True):
     """Small multiples: one row per SLM, one column per method; mean ratio error vs n."""
     import matplotlib.pyplot as plt
     slms, methods = list(dict.fromkeys(frame["slm"])), list(dict.fromkeys(frame["method"]))
@@ -50,8 +50,9 @@ def _grid(frame, line_column: str, lines, delta: float, title: str):
                 y = means.loc[(slm, method, line)].reindex(ns).to_numpy()
                 ax.plot(x, y, label=LABELS.get(line, line), ms=3.5, lw=1.2,
                         **STYLES.get(line, {}))
-            ax.plot(x, eps, color="black", lw=0.8, ls=(0, (1, 2)),
-                    label=f"DKW half-width at n (delta = {delta:g})")
+            if band:
+                ax.plot(x, eps, color="black", lw=0.8, ls=(0, (1, 2)),
+                        label=f"DKW half-width at n (delta = {delta:g})")
             ax.set_title(f"{slm} · {method}", fontsize=9)
             ax.set_xticks(x, [str(n) for n in ns], fontsize=8)
             ax.set_ylim(0, 60)
@@ -79,4 +80,5 @@ def plot_drift(drift, delta: float = 0.05):
     """Drift: error on the target after the whole source stream and n target queries."""
     lines = list(dict.fromkeys(drift["variant"]))
     return _grid(drift, "variant", lines, delta, "Drift: the stream switches from one dataset "
-                 "to another; error on the rest of the new one after n of its queries")
+                 "to another; error on the rest of the new one after n of its queries",
+                 band=False)
