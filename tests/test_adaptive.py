@@ -366,3 +366,23 @@ def test_committed_page_rows_match_a_recomputation(monkeypatch):
     page = (ROOT / "docs" / "adaptive.md").read_text()
     for line in table[2:-1]:
         assert line in page
+
+
+def test_static_strategies_at_n0_match_calibration_transfer():
+    from routelib import calibration
+    rng = np.random.default_rng(11)
+    sizes, shift = {"a": 80, "b": 120, "c": 100}, {"a": 0.0, "b": 0.2, "c": 0.5}
+    conf = pd.concat([pd.DataFrame({
+        "slm": "s", "method": "m", "dataset": d, "item_id": [f"{d}{i:03d}" for i in range(n)],
+        "confidence": rng.random(n) + shift[d], "correct": rng.random(n) < 0.5})
+        for d, n in sizes.items()], ignore_index=True)
+    llm = conf[["dataset", "item_id"]].assign(llm="L", correct=rng.random(len(conf)) < 0.7)
+    ratios = (0.1, 0.3, 0.5, 0.9)
+    sim = S.simulate_adaptive(conf, llm, "s", "m", ratios=ratios, ns=(0,), orders=3)
+    for strategy in ("calibration", "pooled", "single"):
+        ref = calibration.transfer(conf, llm, "s", "m", "b", ratios=ratios, runs=3,
+                                   strategy=strategy)
+        mine = sim[(sim.target == "b") & (sim.strategy == strategy)].groupby("ratio")[
+            ["realized_ratio", "ratio_error", "accuracy", "ground_truth_accuracy"]].mean()
+        for column in mine.columns:
+            np.testing.assert_allclose(mine[column].to_numpy(), ref[column].to_numpy())
