@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from routelib import adaptive as A
-from routelib import adaptive_sim as S
-from routelib.routing import threshold_for_ratio
+from routelib.routing import adaptive as A, adaptive_sim as S
+from routelib.routing.simulation import threshold_for_ratio
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -172,7 +171,7 @@ def test_decisions_are_deterministic_for_an_order_and_a_seed():
 # ---- the state file --------------------------------------------------------------------------
 CHILD = textwrap.dedent("""
     import os, sys, time
-    from routelib import adaptive as A
+    from routelib.routing import adaptive as A
     path, total, prefix, slow = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     tag = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
     real_fsync = os.fsync
@@ -346,7 +345,7 @@ def test_simulate_drift_history_lags_and_the_window_recovers():
 
 
 def test_markdown_is_generated_from_the_simulation():
-    from routelib import adaptive_report as R
+    from routelib.report import adaptive_page as R
     conf, llm = _hand_tables()
     sim = S.simulate_adaptive(conf, llm, "s", "m", ratios=(0.5,), ns=(0, 2), orders=1,
                               min_rest=2, fraction=1.0)
@@ -357,7 +356,7 @@ def test_markdown_is_generated_from_the_simulation():
 
 @pytest.mark.skipif(not os.environ.get("ROUTELIB_DATA_DIR"), reason="needs ROUTELIB_DATA_DIR")
 def test_committed_page_rows_match_a_recomputation(monkeypatch):
-    from routelib import adaptive_report as R
+    from routelib.report import adaptive_page as R
     monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(ROOT / "data_cache"))
     conf, llm = R.load_reference(slms=("smollm2-135m",))
     sim = S.simulate_adaptive(conf, llm, "smollm2-135m", "perplexity",
@@ -369,7 +368,7 @@ def test_committed_page_rows_match_a_recomputation(monkeypatch):
 
 
 def test_static_strategies_at_n0_match_calibration_transfer():
-    from routelib import calibration
+    from routelib.routing import calibration
     rng = np.random.default_rng(11)
     sizes, shift = {"a": 80, "b": 120, "c": 100}, {"a": 0.0, "b": 0.2, "c": 0.5}
     conf = pd.concat([pd.DataFrame({

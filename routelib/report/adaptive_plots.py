@@ -1,9 +1,9 @@
-"""Figures of the adaptive-threshold simulation (:mod:`routelib.adaptive_sim`), matplotlib only."""
+"""Figures of the adaptive-threshold simulation (:mod:`routelib.routing.adaptive_sim`), matplotlib only."""
 from __future__ import annotations
 
 import numpy as np
 
-from .adaptive import dkw_epsilon
+from routelib.routing.adaptive import dkw_epsilon
 
 LABELS = {
     "calibration": "static calibration set (paper)",

@@ -5,23 +5,23 @@ order (order k: ``numpy.random.default_rng(seed + k).permutation``). After n of 
 seen (n = 0: nothing seen, the paper's static rule), every strategy's threshold is applied to the
 *rest* of the target (m items, in item-id order) and we record the realized routing ratio, its
 absolute error against the requested ratio, the accuracy reached (LLM answers on routed items)
-and the target's own-data curve on the same items (:func:`routelib.routing.accuracy_curve`).
+and the target's own-data curve on the same items (:func:`routelib.routing.simulation.accuracy_curve`).
 
 Strategies (:data:`STRATEGIES`):
 
-- ``calibration``: Algorithm 1 on the other datasets (:func:`routelib.calibration.
+- ``calibration``: Algorithm 1 on the other datasets (:func:`routelib.routing.calibration.
   build_calibration_set`, seed ``seed + k`` for order k), thresholds by
-  :func:`~routelib.calibration.thresholds_from_calibration`; ``calibration_ties`` the same set
-  with ties randomized (:func:`routelib.adaptive.quantile_rules`); ``pooled``: all confidences of
+  :func:`~routelib.routing.calibration.thresholds_from_calibration`; ``calibration_ties`` the same set
+  with ties randomized (:func:`routelib.routing.adaptive.quantile_rules`); ``pooled``: all confidences of
   the other datasets; ``single``: each other dataset alone, errors averaged over them (as
-  :func:`routelib.calibration.transfer`). These do not change with n.
+  :func:`routelib.routing.calibration.transfer`). These do not change with n.
 - ``adaptive``: the empirical quantile of the n seen confidences (n = 0: ``calibration``);
   ``adaptive_ties``: the same with ties randomized (n = 0: ``calibration_ties``);
   ``adaptive_prior``: ties randomized, the calibration set mixed in as ``prior_weight``
   pseudo-observations.
 
 Tie draws for order k after n queries: ``default_rng([seed + k, n]).random(m)`` over the rest, the
-same draws for every strategy (:func:`routelib.adaptive.route_with_ties` with that generator).
+same draws for every strategy (:func:`routelib.routing.adaptive.route_with_ties` with that generator).
 For the adaptive strategies, ``band`` is the DKW half-width eps(n, delta) (inf at n = 0) and
 ``band_finite`` = eps(n, delta/2) + eps(m, delta/2), the band that also covers the rest's own
 sampling noise; ``in_band*`` say whether ``ratio_error`` is within them. Items without a
@@ -34,11 +34,13 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from .adaptive import dkw_epsilon, finite_band, quantile_rules, tie_mask
-from .calibration import FRACTION, N_BINS, build_calibration_set, thresholds_from_calibration
-from .config import SEED
-from .routing import (ACCURACY, CONF_COLUMNS, CONFIDENCE, CORRECT, DATASET, ITEM_ID, LLM,
-                      LLM_COLUMNS, METHOD, RATIO, SLM, accuracy_curve, check_columns, pair_items)
+from routelib.config import SEED
+from routelib.routing.adaptive import dkw_epsilon, finite_band, quantile_rules, tie_mask
+from routelib.routing.calibration import (FRACTION, N_BINS, build_calibration_set,
+                                          thresholds_from_calibration)
+from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, CORRECT, DATASET,
+                                         ITEM_ID, LLM, LLM_COLUMNS, METHOD, RATIO, SLM,
+                                         accuracy_curve, check_columns, pair_items)
 
 STATIC = ("calibration", "calibration_ties", "pooled", "single")
 ADAPTIVE = ("adaptive", "adaptive_ties", "adaptive_prior")

@@ -1,6 +1,6 @@
 """Thresholds that adapt to a new dataset from its unlabeled queries (issue 20): pure computation.
 
-Sign convention of :mod:`routelib.routing`: higher = more confident; below the threshold: LLM.
+Sign convention of :mod:`routelib.routing.simulation`: higher = more confident; below the threshold: LLM.
 
 The rule (:func:`quantile_rules`). The seen confidences (weight 1 each), optionally pooled with a
 calibration set as a *prior of weight w* (it counts as w pseudo-observations: each of its m items
@@ -12,7 +12,7 @@ With equal values grouped, u_1 < u_2 < ..., masses a_j, cumulative masses C_j:
 - q inside group j: *deterministic*, q is rounded half up to an item boundary of the group (its
   c_j items counted as a_j / c_j each): the first gives the boundary before the group, the last
   the one after it, any other the threshold u_j (the whole tie stays with the SLM); with unit
-  weights this is exactly :func:`routelib.routing.threshold_for_ratio`. *Randomized*, a real tie
+  weights this is exactly :func:`routelib.routing.simulation.threshold_for_ratio`. *Randomized*, a real tie
   (two or more items at u_j): threshold u_j, and each item tied at u_j is routed when its seeded
   uniform draw is below p = (q - C_(j-1)) / a_j (the randomized quantile rule), so the expected
   routed mass is exactly q and discrete confidences (verbalized "80%") can realize any r.
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import SEED
+from routelib.config import SEED
 
 STATE_VERSION = 1
 
@@ -148,7 +148,7 @@ def tie_mask(confidence, threshold, tie_fraction, draws) -> np.ndarray:
 
 def route_with_ties(confidence, threshold: float, tie_fraction: float, rng) -> np.ndarray:
     """Route a batch (True = LLM) by a rule, one ``rng.random()`` per item (``rng``: a numpy
-    Generator); with ``tie_fraction=0`` this is :func:`routelib.routing.apply_threshold`."""
+    Generator); with ``tie_fraction=0`` this is :func:`routelib.routing.simulation.apply_threshold`."""
     c = _finite(confidence, "the confidences")
     if math.isnan(threshold):
         raise AdaptiveError("threshold is NaN")
