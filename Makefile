@@ -56,8 +56,10 @@ notebooks: kernel
 	done
 	$(BIN)/python -m routelib.report.book normalize book/chapters/*.ipynb
 
+# BOOK_OUT: where _build/html goes (default: the repository); .ci/build-site passes one
+BOOK_OUT ?= .
 book: setup
-	$(BIN)/jupyter-book build . --config _config.yml --toc book/_toc.yml
+	$(BIN)/jupyter-book build . --config _config.yml --toc book/_toc.yml --path-output $(BOOK_OUT)
 
 # the built book in headless Chromium: pages, images, internal links; screenshots in _build/screenshots
 browser-check: setup
