@@ -93,3 +93,22 @@ def test_confident_items_better():
     few = good.assign(dataset="c", correct=conf > 0.97)     # 6 correct: not estimable
     t = pd.concat([good, bad, few], ignore_index=True)
     assert V.confident_items_better(t) == Evidence(2, 1, 1)
+
+
+def test_assess_marks_untestable_claims_and_decides_the_rest():
+    auroc = auroc_rows([(f"s{i}", "d", m, a, lo, hi, 50)
+                        for i in range(4)
+                        for m, a, lo, hi in (("verbal_1s", 0.55, 0.50, 0.60),
+                                             ("avg_token_prob", 0.80, 0.75, 0.85))])
+    summary = auroc[["slm", "dataset", "method"]].assign(auc_uq=0.6, auc_random=0.5)
+    conf = pd.DataFrame(dict(slm="s0", dataset="d", method=["verbal_1s", "avg_token_prob"],
+                             confidence=0.5, correct=True))
+    t = V.assess(auroc, summary, conf).set_index("claim")
+    assert t.loc["obs1", "reason"].startswith("none of trained_probe")
+    assert t.loc["obs1", "verdict"] == V.UNDECIDED
+    # verbalization below the other method in all 4 settings: reproduced
+    assert t.loc["obs2", ["estimable", "supports", "verdict"]].tolist() == [4, 4, V.REPRODUCED]
+    # avg_token_prob above chance and beating random in 4 settings; verbal_1s's interval
+    # touches 0.5 (neither): 4 of 8 support
+    assert t.loc["obs3", ["estimable", "supports", "contradicts"]].tolist() == [8, 4, 0]
+    assert t.loc["ins1", "reason"] == V.NO_RULE_YET and t.loc["ins1", "verdict"] == V.UNDECIDED

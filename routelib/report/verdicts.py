@@ -141,18 +141,17 @@ def group_vs_rest(auroc: pd.DataFrame, group, higher: bool = True) -> Evidence:
 
 
 def alignment_routes_better(auroc: pd.DataFrame, summary: pd.DataFrame) -> Evidence:
-    """Better alignment gives better routing, per (slm, dataset, method): an AUROC
+    """Better alignment gives better routing, per (slm, dataset, method[, llm]): an AUROC
     significantly above 0.5 should beat the method's own random router (``auc_uq >
     auc_random``) and one significantly below 0.5 should lose to it; the reverse contradicts.
-    Settings whose AUROC interval contains 0.5 are estimable but neither."""
-    est = estimable_auroc(auroc).set_index([SLM, DATASET, METHOD])
-    s = summary.set_index([SLM, DATASET, METHOD])
+    Settings whose AUROC interval contains 0.5 are estimable but neither. With several LLMs in
+    ``summary`` each (setting, LLM) counts once."""
+    est = estimable_auroc(auroc)[[SLM, DATASET, METHOD, "ci_low", "ci_high"]]
+    rows = est.merge(summary, on=[SLM, DATASET, METHOD], how="inner")
     signs = []
-    for key, row in est.iterrows():
-        if key not in s.index:
-            continue
-        gain = float(s.loc[key, "auc_uq"]) - float(s.loc[key, "auc_random"])
-        side = 1.0 if row["ci_low"] > 0.5 else -1.0 if row["ci_high"] < 0.5 else 0.0
+    for r in rows.itertuples(index=False):
+        gain = float(r.auc_uq) - float(r.auc_random)
+        side = 1.0 if r.ci_low > 0.5 else -1.0 if r.ci_high < 0.5 else 0.0
         signs.append(0.0 if side == 0.0 or gain == 0 else side * math.copysign(1.0, gain))
     return count(signs)
 
@@ -184,3 +183,74 @@ def confident_items_better(conf: pd.DataFrame, keep: float = 0.2) -> Evidence:
         top, rest = ok[order[:k]], ok[order[k:]]
         signs.append(two_proportions_sign(int(top.sum()), len(top), int(rest.sum()), len(rest)))
     return count(signs)
+
+
+# ---- the paper's claims --------------------------------------------------------------------
+@dataclass(frozen=True)
+class Claim:
+    """One of the paper's observations or insights (paraphrased: see ``paper``) and the
+    methods its test needs (``None``: any)."""
+    key: str
+    name: str
+    paper: str
+    needs: tuple | None = None
+
+
+PROBES_PERPLEXITY = ("trained_probe", "ood_probe", "perplexity")
+VERBAL = ("verbal_1s", "verbal_2s")
+CLAIMS = (
+    Claim("obs1", "Observation 1 (Fig. 1)", "Uncertainty-correctness alignment differs across "
+          "UQ methods; the trained probe, the OOD probe and perplexity align best.",
+          PROBES_PERPLEXITY),
+    Claim("obs2", "Observation 2 (Fig. 1)", "Verbalized confidence aligns worst.", VERBAL),
+    Claim("obs3", "Observation 3 (Fig. 2)", "Better alignment gives better routing: a method "
+          "that ranks correct answers higher buys more accuracy per routed query."),
+    Claim("obs4", "Observation 4 (Fig. 3)", "On the queries it is most confident about, the "
+          "SLM is more accurate (its accuracy relative to the LLM rises)."),
+    Claim("ins1", "Insight 1 (Fig. 4)", "Uncertainty distributions depend more on the SLM and "
+          "the UQ method than on the downstream dataset."),
+    Claim("ins2", "Insight 2 (Algorithm 1, Fig. 5)", "A small calibration set drawn across "
+          "datasets sets routing thresholds for a dataset never seen."),
+)
+NO_RULE_YET = "no rule-based test yet"
+ASSESS_COLUMNS = ("claim", "name", "paper", "estimable", "supports", "contradicts", "verdict",
+                  "reason")
+
+
+def _evidence(claim: Claim, auroc, summary, conf) -> Evidence | None:
+    if claim.key == "obs1":
+        return group_vs_rest(auroc, claim.needs)
+    if claim.key == "obs2":
+        return group_vs_rest(auroc, claim.needs, higher=False)
+    if claim.key == "obs3":
+        return alignment_routes_better(auroc, summary)
+    if claim.key == "obs4":
+        return confident_items_better(conf)
+    return None
+
+
+def assess(auroc: pd.DataFrame, summary: pd.DataFrame, conf: pd.DataFrame,
+           rule: Rule = RULE) -> pd.DataFrame:
+    """One row per claim of :data:`CLAIMS`: the evidence counts and the verdict by ``rule``;
+    ``reason`` says why a claim cannot be tested on these tables (its methods are absent, or
+    no rule-based test exists yet), in which case the verdict is undecided."""
+    present = set(conf[METHOD]) if len(conf) else set()
+    rows = []
+    for c in CLAIMS:
+        row = dict(claim=c.key, name=c.name, paper=c.paper, estimable=0, supports=0,
+                   contradicts=0, verdict=UNDECIDED, reason="")
+        if c.needs is not None and not (present & set(c.needs)):
+            row["reason"] = f"none of {', '.join(c.needs)} in these outputs"
+        elif c.needs is not None and not (present - set(c.needs)):
+            row["reason"] = "no other method to compare with"
+        else:
+            e = _evidence(c, auroc, summary, conf)
+            if e is None:
+                row["reason"] = NO_RULE_YET
+            else:
+                row.update(estimable=e.estimable, supports=e.supports,
+                           contradicts=e.contradicts, verdict=decide(e, rule))
+                if e.estimable < rule.min_settings:
+                    row["reason"] = f"only {e.estimable} estimable settings"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(ASSESS_COLUMNS))
