@@ -197,7 +197,7 @@ class Claim:
 
 
 PROBES_PERPLEXITY = ("trained_probe", "ood_probe", "perplexity")
-VERBAL = ("verbal_1s", "verbal_2s")
+VERBAL = ("verbal_1s", "verbal_2s", "linguistic_judge")  # stated confidence, numeric or in words
 CLAIMS = (
     Claim("obs1", "Observation 1 (Fig. 1)", "Uncertainty-correctness alignment differs across "
           "UQ methods; the trained probe, the OOD probe and perplexity align best.",
