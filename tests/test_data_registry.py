@@ -348,3 +348,21 @@ def test_the_paper_specs_ship_as_package_data():
     assert "paper_datasets.yaml" in pyproject["tool"]["setuptools"]["package-data"]["routelib.data"]
     assert any(d.startswith("pyyaml") for d in pyproject["project"]["dependencies"])
     assert (root / "routelib" / "data" / "paper_datasets.yaml").is_file()
+
+
+def test_the_example_of_docs_datasets_md_loads(tmp_path):
+    """The dataset.yaml and the record shown in docs/datasets.md are a working dataset."""
+    from pathlib import Path
+    page = (Path(data.__file__).resolve().parents[2] / "docs" / "datasets.md").read_text()
+    yaml_text = re.search(r"```yaml\n(.*?)```", page, re.S).group(1)
+    record = re.search(r"```json\n(.*?)```", page, re.S).group(1)
+    folder = tmp_path / "medqa"
+    folder.mkdir()
+    (folder / "dataset.yaml").write_text(yaml_text)
+    (folder / "test.jsonl").write_text(record)
+    (folder / "dev.jsonl").write_text(record)
+    s = data.spec("medqa", tmp_path)
+    assert (s.type, s.domain, s.eval_split, s.train_split) == ("mcq", "medical", "test", "dev")
+    assert dict(s.hub.splits) == {"test": "validation", "dev": "train"}
+    [rec] = data.load("medqa", "eval", data_dir=tmp_path)
+    assert (rec.dataset, rec.answer_text, rec.type) == ("medqa", "heart", "mcq")
