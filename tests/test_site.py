@@ -40,3 +40,6 @@ def test_the_local_script_builds_the_site(tmp_path):
     pages = {p.relative_to(html).as_posix() for p in html.rglob("*.html")}
     assert {"book/findings.html", "book/chapters/03_routing.html"} <= pages
     assert "build-site:" in out.stdout
+    import datetime
+    year = datetime.datetime.now(datetime.timezone.utc).year
+    assert f"Copyright {year}" in (html / "book" / "findings.html").read_text(encoding="utf-8")
