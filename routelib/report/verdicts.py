@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from routelib.columns import DATASET, METHOD, SLM
+from routelib.routing import factors
 
 REPRODUCED, PARTLY, NOT_REPRODUCED, UNDECIDED = ("reproduced", "partly", "not reproduced",
                                                   "undecided")
@@ -226,6 +227,8 @@ def _evidence(claim: Claim, auroc, summary, conf) -> Evidence | None:
         return alignment_routes_better(auroc, summary)
     if claim.key == "obs4":
         return confident_items_better(conf)
+    if claim.key == "ins1":
+        return count(factors.insight1_signs(factors.pair_distances(conf)))
     return None
 
 
