@@ -298,6 +298,24 @@ def test_a_hub_model_loads_the_resolved_commit(stub_hub, tiny, monkeypatch):
     assert be.chat is True                             # unknown before load: the tokenizer's
 
 
+def test_a_hub_models_directory_is_a_snapshot_of_the_resolved_commit(stub_hub, tiny,
+                                                                     monkeypatch):
+    import huggingface_hub
+    calls = []
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda repo_id, revision=None, **kw: calls.append((repo_id, revision))
+                        or str(tiny))
+    assert models.local_dir("org/tiny@v1") == tiny and calls == [("org/tiny", "b" * 40)]
+
+    def offline(*a, **kw):
+        raise ConnectionError("no network\ntraceback detail")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", offline)
+    with pytest.raises(ModelError) as info:
+        models.local_dir("org/tiny@v1")
+    assert str(info.value) == ("hub model org/tiny@bbbbbbbbbbbb: could not download it "
+                               "(ConnectionError: no network)")
+
+
 # ------------------------------------------------------------------ the embedded ids
 
 
