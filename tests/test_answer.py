@@ -273,12 +273,29 @@ def test_answer_group_and_default_config(dataset, group):
 
 
 def test_selected_config_overrides_the_default_per_group(monkeypatch):
-    monkeypatch.setitem(answer.SELECTED, "m", {"mcq": AnswerConfig("letters", chat=True)})
+    from routelib.models import registry
+    monkeypatch.setitem(registry.MODELS, "m", registry.ModelSpec(
+        "m", "M", answer_styles=(("mcq", "letters", True),)))
     assert answer.default_config("mmlu", "m") == AnswerConfig("letters", chat=True)
     assert answer.default_config("aqua", "m") == AnswerConfig("letters", chat=True)
     assert answer.default_config("boolq", "m") == AnswerConfig("options")
     assert answer.default_config("mmlu", "other") == AnswerConfig("options")
     assert answer.default_config("mmlu") == AnswerConfig("options")
+
+
+def test_the_embedded_models_carry_the_documented_choices():
+    """docs/accuracy.md's table of chosen configurations, read from the model specs."""
+    def row(model):
+        chosen = answer.chosen_configs(model)
+        return [chosen[g].style + ("-chat" if chosen[g].chat else "") for g in answer.ANSWER_GROUPS]
+    assert row("smollm2-135m") == ["options", "letters", "generate", "generate"]
+    assert row("gemma3-270m") == ["options", "options", "generate", "generate"]
+    assert row("qwen2.5-coder-0.5b") == ["options-chat", "options-chat", "generate-chat",
+                                         "generate"]
+    # a backend is looked up by its spec, else by its name; an unknown label has no choice
+    assert answer.chosen_configs(FakeBackend(name="gemma3-270m"))["true_false"] == \
+        AnswerConfig("options")
+    assert answer.chosen_configs(FakeBackend(name="not-a-model")) == {}
 
 
 def test_unknown_dataset_group():

@@ -161,8 +161,9 @@ def test_unknown_model_exits_2_listing_known(capsys, use_data_dir, no_model_load
     code, out, err = run(capsys, "generate", "--dry-run", "--model", "smollm2-135m", "gpt-9",
                          "--dataset", "gsm8k")
     assert (code, out) == (2, "")   # checked before anything runs
-    assert err == ("routelib: error: model 'gpt-9' is not known; known: "
-                   + ", ".join(models.MODELS) + "\n")
+    assert err == ("routelib: error: model 'gpt-9' is not known: not a registered name, an "
+                   "existing directory or .gguf file, or a Hugging Face id "
+                   "org/name[@revision]; registered: " + ", ".join(models.MODELS) + "\n")
     assert "smollm2-135m, gemma3-270m, qwen2.5-coder-0.5b" in err
 
 

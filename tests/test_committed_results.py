@@ -72,7 +72,8 @@ def test_answer_style_selection_in_docs_matches_the_cache(repo_cache):
     assert (ROOT / "docs" / "selection_qwen.md").read_text() == selection.selection_markdown(qwen)
     # the configurations routelib uses by default are the winners
     for row in selection.choose(pd.concat([small, qwen])).itertuples():
-        assert answer.SELECTED[row.model][row.group] == answer.AnswerConfig(row.style, row.chat)
+        assert (answer.chosen_configs(row.model)[row.group]
+                == answer.AnswerConfig(row.style, row.chat))
 
 
 def test_auroc_page_matches_the_cache(repo_cache):

@@ -371,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt = sub.add_parser("routing", help="routing curves, calibration transfer and figures from "
                                         "cached results (no model)")
     rt.add_argument("--slm", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    rt.add_argument("--llm", default="qwen2.5-coder-0.5b", help="the LLM tier (cached answers)")
+    rt.add_argument("--llm", default=models.DEFAULT_LLM, help="the LLM tier (cached answers)")
     rt.add_argument("--limit", type=int, default=config.LIMIT)
     rt.add_argument("--transfer-method", nargs="+", default=["ood_probe", "perplexity"],
                     help="UQ methods for the leave-one-dataset-out transfer study")
@@ -401,7 +401,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="target routing ratio for the calibration threshold (default 0.3)")
     q.add_argument("--calibration", help="calibration set directory (default: "
                                          "$ROUTELIB_CACHE_DIR/calibration/<slm>__<method>)")
-    q.add_argument("--llm", default="qwen2.5-coder-0.5b",
+    q.add_argument("--llm", default=models.DEFAULT_LLM,
                    help="registered local model as the LLM tier ('none': SLM only)")
     q.add_argument("--llm-base-url", help="OpenAI-compatible endpoint (overrides --llm)")
     q.add_argument("--llm-model", default="gpt-4o-mini", help="model name at the endpoint")
@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="free-form dataset(s) or 'all' (gsm8k, multiarith, svamp, coqa)")
     j.add_argument("--limit", type=int, default=config.JUDGE_LIMIT,
                    help=f"items per dataset (default {config.JUDGE_LIMIT})")
-    j.add_argument("--judge", default="qwen2.5-coder-0.5b", help="registered local judge model")
+    j.add_argument("--judge", default=models.DEFAULT_LLM, help="registered local judge model")
     j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint (overrides --judge)")
     j.add_argument("--judge-model", default="gpt-4o-mini", help="model name at the endpoint")
     j.add_argument("--api-key-env", default="OPENAI_API_KEY",
@@ -445,9 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "results (no model is loaded) and fill the template "
                                     "book/findings.md.in with them.")
     fd.add_argument("--slm", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    fd.add_argument("--llm", default="qwen2.5-coder-0.5b", help="the LLM tier")
+    fd.add_argument("--llm", default=models.DEFAULT_LLM, help="the LLM tier")
     fd.add_argument("--limit", type=int, default=config.LIMIT, help="items per dataset")
-    fd.add_argument("--judge", default="qwen2.5-coder-0.5b",
+    fd.add_argument("--judge", default=models.DEFAULT_LLM,
                     help="judge whose cached verdicts to report ('' for none)")
     fd.add_argument("--judge-limit", type=int, default=config.JUDGE_LIMIT,
                     help=f"items per dataset the judge graded (default {config.JUDGE_LIMIT})")

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from routelib import config
+from routelib.models.registry import DEFAULT_LLM
 from routelib.report import book, uq_page as uq_report
 from routelib.routing import calibration as cal, distributions as D, simulation as R, study
 from routelib.uq import methods as uq, metrics
@@ -42,8 +43,8 @@ def _pct(x) -> str:
     return "–" if x is None or np.isnan(x) else f"{100 * x:.1f}%"
 
 
-def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMIT,
-          judge_name: str | None = "qwen2.5-coder-0.5b", n_boot: int = 1000,
+def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
+          judge_name: str | None = DEFAULT_LLM, n_boot: int = 1000,
           judge_limit: int | None = config.JUDGE_LIMIT) -> dict[str, str]:
     """Every number of the findings page, formatted, from the cache (no model is loaded)."""
     from routelib.report.routing_page import load_tables

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from routelib.answers.answer import SELECTED, AnswerConfig, answer_records
+from routelib.answers.answer import AnswerConfig, answer_records, chosen_configs
 from routelib.columns import CONFIDENCE
 from routelib.data.schema import Record
 from routelib.errors import RoutelibError
@@ -33,7 +33,7 @@ from routelib.uq import methods as uq, passes
 
 
 def _group(record: Record) -> str | None:
-    """The prompt-selection group of a query (``SELECTED`` keys), or None."""
+    """The prompt-selection group of a query (``ModelSpec.answer_styles`` groups), or None."""
     return "mcq" if record.type == "mcq" else "math" if record.domain == "math" else None
 
 
@@ -108,7 +108,7 @@ class Router:
         self.slm, self.llm, self.method, self.threshold = slm, llm, method, float(threshold)
         self.uq = uq.make(method, probe=probe) if method in uq.PROBE_METHODS else uq.make(method)
         self.cost = cost
-        self.slm_config = slm_config or SELECTED.get(getattr(slm, "name", ""), {})
+        self.slm_config = slm_config or chosen_configs(slm)
 
     def _slm_cfg(self, record: Record) -> AnswerConfig:
         group = _group(record)
@@ -121,10 +121,11 @@ class Router:
 
     def _llm_cfg(self, record: Record) -> AnswerConfig:
         """The LLM generates; in the chat format its prompt selection chose for the query's
-        group (``SELECTED``), else in its chat format where it has one (a plain prompt made the
-        instruct stand-in repeat its answer on one line up to the token limit)."""
+        group (:func:`~routelib.answers.answer.chosen_configs`), else in its chat format where
+        it has one (a plain prompt made the instruct stand-in repeat its answer on one line up
+        to the token limit)."""
         group = _group(record)
-        chosen = SELECTED.get(getattr(self.llm, "name", ""), {}).get(group) if group else None
+        chosen = chosen_configs(self.llm).get(group) if group else None
         has_chat = self.llm.render_chat("x") is not None
         return AnswerConfig("generate", has_chat and (chosen.chat if chosen is not None else True))
 
