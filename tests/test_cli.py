@@ -471,10 +471,33 @@ def test_non_utf8_record_names_file_and_line(capsys, use_data_dir, no_model_load
     assert f"{path}:3: not valid UTF-8 (byte 0xff" in line
 
 
-def test_an_empty_dataset_file_is_not_accuracy_nan(capsys, use_data_dir, fake_models):
+@pytest.mark.parametrize("cmd", ["generate", "accuracy"])
+def test_an_empty_dataset_file_is_not_accuracy_nan(cmd, capsys, use_data_dir, fake_models,
+                                                   monkeypatch):
+    from routelib.report import accuracy
     (use_data_dir / "gsm8k" / "test.jsonl").write_text("")
-    line = one_error(capsys, "generate", "--dataset", "gsm8k")
+    monkeypatch.setattr(data, "DATASETS", {"gsm8k": data.DATASETS["gsm8k"]})
+    monkeypatch.setattr(accuracy.data, "iter_datasets", lambda names=None: ["gsm8k"])
+    line = one_error(capsys, cmd, "--model", "smollm2-135m", *(["--dataset", "gsm8k"]
+                                                               if cmd == "generate" else []))
     assert "dataset 'gsm8k' split 'eval' has no items" in line
+
+
+def test_a_file_that_is_not_a_probe(capsys, tmp_path, no_model_loading):
+    pytest.importorskip("torch")
+    bad = tmp_path / "probe.pt"
+    bad.write_bytes(b"not a torch file")
+    line = one_error(capsys, "route", "--method", "trained_probe", "--probe", str(bad),
+                     "--threshold", "0.5", "hi")
+    assert f"--probe {bad}: not a probe saved by `routelib probe`" in line
+
+
+def test_routing_on_a_cache_with_answers_but_no_statistics(capsys, use_data_dir, fake_models,
+                                                           fresh_cache_dir, monkeypatch):
+    _answer_gsm8k(capsys, fresh_cache_dir)
+    monkeypatch.setattr(data, "DATASETS", {"gsm8k": data.DATASETS["gsm8k"]})
+    line = one_error(capsys, "routing", "--slm", "smollm2-135m", "--limit", "0")
+    assert f"no complete results of smollm2-135m at --limit 0 under {fresh_cache_dir}" in line
 
 
 class _Refusing(http.server.BaseHTTPRequestHandler):

@@ -51,6 +51,10 @@ def cmd_accuracy(args) -> int:
         raise o.CliError("--gaps needs exactly one LLM and at least one SLM among --model")
     table = report.accuracy_table(args.model, limit=o.limit_arg(args), split=args.split,
                                   backend_factory=lazy_backend)
+    empty = table[table["n"] == 0]
+    if len(empty):
+        raise o.CliError(f"dataset {empty['dataset'].iloc[0]!r} split {args.split!r} has no items "
+                         "(an empty file?); no accuracy to report")
     print(table.to_string())
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as fh:

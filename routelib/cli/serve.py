@@ -97,7 +97,8 @@ def add(sub) -> None:
                    help="UQ method (default perplexity; any needing no labels; probes need "
                         "--probe)")
     q.add_argument("--threshold", type=o.finite_float,
-                   help="confidence threshold (below it: LLM); default: from the calibration set")
+                   help="confidence threshold, a finite number (below it: LLM; --ratio 0 or 1 "
+                        "for never or always); default: from the calibration set")
     q.add_argument("--ratio", type=o.ratio, default=config.ROUTE_RATIO,
                    help="target routing ratio in [0, 1] for the calibration threshold (default "
                         f"{config.ROUTE_RATIO})")
