@@ -411,6 +411,17 @@ def test_calibration_csv_without_a_confidence_column(capsys, tmp_path, no_model_
         capsys, "route", "--calibration", str(csv), "hi")
 
 
+def test_routing_without_the_llm_answers_names_the_llm(capsys, use_data_dir, fake_models,
+                                                      fresh_cache_dir, monkeypatch):
+    monkeypatch.setattr(data, "DATASETS", {"gsm8k": data.DATASETS["gsm8k"]})
+    code, _, err = run(capsys, "uq", "--dataset", "gsm8k", "--limit", "0")
+    assert code == 0, err
+    line = one_error(capsys, "routing", "--slm", "smollm2-135m", "--limit", "0")
+    assert line == (f"routelib: error: --llm qwen2.5-coder-0.5b: its answers to the SLMs' datasets "
+                    f"at --limit 0 are not all in the cache under {fresh_cache_dir}; run `routelib "
+                    "generate --model qwen2.5-coder-0.5b --limit 0` for them first")
+
+
 def test_not_cached_and_deliberate_key_errors_are_one_line(capsys, monkeypatch):
     from routelib.uq import confidence
     for exc in (confidence.NotCached("2 judge verdict(s) of qwen on smollm2 gsm8k are not cached"),
@@ -497,7 +508,8 @@ def test_routing_on_a_cache_with_answers_but_no_statistics(capsys, use_data_dir,
     _answer_gsm8k(capsys, fresh_cache_dir)
     monkeypatch.setattr(data, "DATASETS", {"gsm8k": data.DATASETS["gsm8k"]})
     line = one_error(capsys, "routing", "--slm", "smollm2-135m", "--limit", "0")
-    assert f"no complete results of smollm2-135m at --limit 0 under {fresh_cache_dir}" in line
+    assert f"no complete results of smollm2-135m at --limit 0 under {fresh_cache_dir}: " in line
+    assert "run `routelib uq --model smollm2-135m --limit 0` first" in line
 
 
 class _Refusing(http.server.BaseHTTPRequestHandler):

@@ -26,16 +26,26 @@ def check_cached(slms, limit: int | None, option: str = "--slm") -> None:
 
 
 @contextmanager
-def _complete_cache(slms, limit):
-    """Name an incomplete cache instead of pandas' ``No objects to concatenate``."""
+def _complete_cache(slms, llm: str, limit):
+    """Name an incomplete cache instead of pandas' ``No objects to concatenate`` or the bare
+    ``not in the cache`` of the LLM tier's missing answers."""
+    from routelib.uq.confidence import NotCached
     try:
         yield
+    except NotCached as exc:
+        if str(exc) != "not in the cache":  # the judge's, which name what is missing
+            raise
+        raise o.CliError(f"--llm {llm}: its answers to the SLMs' datasets at --limit "
+                         f"{limit or 0} are not all in the cache under {config.cache_dir()}; "
+                         f"run `routelib generate --model {llm} --limit {limit or 0}` for them "
+                         "first") from None
     except ValueError as exc:
         if "No objects to concatenate" not in str(exc):
             raise
         raise o.CliError(f"no complete results of {', '.join(slms)} at --limit {limit or 0} "
-                         f"under {config.cache_dir()} (answers and UQ statistics of at least one "
-                         "dataset); run `routelib uq` for them first") from None
+                         f"under {config.cache_dir()}: the pages need the answers and the "
+                         "statistics of every UQ method on at least one dataset; run `routelib uq "
+                         f"--model {slms[0]} --limit {limit or 0}` first") from None
 
 
 def cmd_routing(args) -> int:
@@ -46,7 +56,7 @@ def cmd_routing(args) -> int:
     figures = Path(args.figures) if args.figures else None
     rel = (str(figures.relative_to(Path(args.markdown).parent)) if figures and args.markdown
            else args.figures)
-    with _complete_cache(args.slm, o.limit_arg(args)):
+    with _complete_cache(args.slm, args.llm, o.limit_arg(args)):
         md = routing_page.write(args.slm, args.llm, limit=o.limit_arg(args), figures=figures,
                                 figures_rel=rel,
                                 export=Path(args.export) if args.export else None,
@@ -63,7 +73,7 @@ def cmd_findings(args) -> int:
     from routelib.report import findings
     o.check_models([*args.slm, args.llm] + ([args.judge] if args.judge else []))
     check_cached(args.slm, o.limit_arg(args))
-    with _complete_cache(args.slm, o.limit_arg(args)):
+    with _complete_cache(args.slm, args.llm, o.limit_arg(args)):
         text = findings.render(findings.facts(args.slm, args.llm, limit=o.limit_arg(args),
                                               judge_name=args.judge or None,
                                               judge_limit=args.judge_limit or None),
