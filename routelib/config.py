@@ -89,3 +89,19 @@ def model_dir() -> Path:
         path = cache_dir() / "models"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+# ---- defaults of the command line (and of whatever else wants the same ones) ----------------
+REFERENCE_SLMS = ("smollm2-135m", "gemma3-270m")  # the SLMs of the committed reference run
+REFERENCE_LLM = "qwen2.5-coder-0.5b"  # its LLM tier (a stand-in) and its judge
+TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
+BATCH_SIZE = 16  # sequences per forward pass of a local model
+CHUNK_SIZE = 16  # items per saved cache part (an interruption loses at most one)
+N_BOOT = 1000  # bootstrap resamples of the AUROC intervals
+ROUTE_RATIO = 0.3  # the routing ratio `route` takes its threshold from by default
+# an OpenAI-compatible endpoint (the LLM tier of `route`, the judge of `judge`)
+ENDPOINT_MODEL = "gpt-4o-mini"  # the model name sent to the endpoint
+ENDPOINT_KEY_ENV = "OPENAI_API_KEY"  # the environment variable holding the key
+ENDPOINT_TIMEOUT_S = 30.0  # per HTTP request
+ENDPOINT_RETRIES = 2  # on 408/409/429/5xx, timeouts and connection errors
+ENDPOINT_CONCURRENCY = 4  # requests in flight at most

@@ -47,7 +47,7 @@ from routelib.models import hub, model_cache, weights
 from routelib.models.spec import ANSWER_GROUPS, ModelError, ModelSpec
 from routelib.models.weights import sha256_file  # noqa: F401  (part of the registry's API)
 
-DEFAULT_LLM = "qwen2.5-coder-0.5b"  # the LLM tier of the embedded default zoo
+DEFAULT_LLM = config.REFERENCE_LLM  # the LLM tier of the embedded default zoo
 
 
 def _styles(*per_group: str) -> tuple[tuple[str, str, bool], ...]:

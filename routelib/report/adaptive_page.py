@@ -18,7 +18,7 @@ from routelib.routing.adaptive_sim import (ADAPTIVE, DriftSettings, SimSettings,
                                            simulate_drift)
 
 SLMS = ("smollm2-135m", "gemma3-270m")
-LLM_TIER = "qwen2.5-coder-0.5b"
+LLM_TIER = config.REFERENCE_LLM
 METHODS = ("perplexity", "avg_token_prob", "ood_probe", "verbal_1s")
 REPORT_NS = (0, 10, 25, 50, 100, 150)  # n = 200 would leave no rest of a 200-item target
 FIGURE, DRIFT_FIGURE = "adaptive_ratio_error.png", "adaptive_drift.png"

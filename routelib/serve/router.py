@@ -17,6 +17,7 @@ SLM's answer, with ``tier="slm-fallback"`` and the error in ``error``: a query i
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -94,7 +95,21 @@ def threshold_from_calibration(path, ratio: float) -> float:
     if not csv.exists():
         raise RouterError(f"no calibration set at {csv}; export one with `python -m routelib "
                           "routing --export DIR`")
-    conf = pd.read_csv(csv)[CONFIDENCE]
+    try:
+        table = pd.read_csv(csv)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-file errors
+        raise RouterError(f"{csv}: not a readable CSV ({' '.join(str(exc).split())})") from None
+    if CONFIDENCE not in table.columns:
+        raise RouterError(f"{csv}: no {CONFIDENCE!r} column (it has {list(table.columns)}); "
+                          "export a calibration set with `python -m routelib routing --export "
+                          "DIR`")
+    conf = pd.to_numeric(table[CONFIDENCE], errors="coerce")
+    bad = list(table.index[conf.isna() & table[CONFIDENCE].notna()][:3] + 2)
+    if bad:
+        raise RouterError(f"{csv}: {CONFIDENCE!r} is not a number on line(s) "
+                          f"{', '.join(map(str, bad))}")
+    if not conf.notna().any():
+        raise RouterError(f"{csv}: the {CONFIDENCE!r} column holds no number")
     return float(thresholds_from_calibration(conf, [ratio])[0])
 
 
@@ -105,6 +120,8 @@ class Router:
             raise RouterError(f"UQ method {method!r} is not known; known: {', '.join(uq.METHODS)}")
         if method in uq.PROBE_METHODS and probe is None:
             raise RouterError(f"method {method!r} needs a fitted probe (probe=MLPProbe.load(...))")
+        if math.isnan(float(threshold)):
+            raise RouterError("the threshold is NaN: no confidence would ever reach it")
         self.slm, self.llm, self.method, self.threshold = slm, llm, method, float(threshold)
         self.uq = uq.make(method, probe=probe) if method in uq.PROBE_METHODS else uq.make(method)
         self.cost = cost
@@ -144,6 +161,7 @@ class Router:
         if not conf >= self.threshold:
             if self.llm is None:
                 res.tier, res.error = "slm-fallback", "no LLM configured"
+                res.latency_s["total"] = round(time.perf_counter() - t0, 3)
                 return res
             t1 = time.perf_counter()
             try:
