@@ -65,7 +65,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 OVER_LIMITS = {"answers/answer.py", "cache/runs.py", "cli/app.py", "models/backend.py",
                "models/openai_backend.py", "report/findings.py", "report/judge.py",
                "report/routing_page.py", "routing/calibration.py", "uq/confidence.py",
-               "uq/probe_store.py", "uq/statcache.py"}
+               "uq/statcache.py"}
 
 
 def _case(path: Path):

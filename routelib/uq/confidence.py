@@ -34,7 +34,7 @@ from routelib import config, data
 from routelib.columns import CONFIDENCE_COLUMNS
 from routelib.errors import RoutelibError
 from routelib.uq import methods as uq, probe as P, stats as S
-from routelib.uq.probe_store import StoredProbe
+from routelib.uq.probe_store import ProbeSpec, StoredProbe
 from routelib.uq.statcache import item_stats
 
 PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
@@ -147,8 +147,8 @@ def stored_probe(model: str, model_id: str, kind: str, dataset: str,
         if len(np.unique(y)) < 2:
             return None
         params = P.MLPProbe().get_params()
-        return StoredProbe(model, model_id, kind, dataset, X, y,
-                           lambda: P.MLPProbe(**params).fit(X, y), params)
+        return StoredProbe(model, ProbeSpec(model_id, kind, dataset, X, y, params),
+                           lambda: P.MLPProbe(**params).fit(X, y))
     train = [k for k, v in feats.items() if k != dataset and len(v[1])]
     if not train:
         return None
@@ -157,8 +157,8 @@ def stored_probe(model: str, model_id: str, kind: str, dataset: str,
         return None
     X = np.concatenate([feats[k][0] for k in train])
     params = P.MLPProbe(lr=P.OOD_LR).get_params()
-    return StoredProbe(model, model_id, kind, dataset, X, y, lambda: _fit_ood(feats, dataset),
-                       params, trained_on=train)
+    spec = ProbeSpec(model_id, kind, dataset, X, y, params, tuple(train))
+    return StoredProbe(model, spec, lambda: _fit_ood(feats, dataset))
 
 
 def _fit_ood(feats: dict, held_out: str):
