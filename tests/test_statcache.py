@@ -192,3 +192,18 @@ def test_two_writers_of_one_answer_run_answer_each_item_once(use_data_dir):
         t.join()
     assert sum(b.calls["generate"] for b in backends) == 5
     assert len(runs.generate("fake", "gsm8k", limit=5, backend=fake(), progress=False)) == 5
+
+
+def test_run_options_bundle_or_keywords_and_a_misspelt_one_is_refused(use_data_dir):
+    be = fake()
+    opts = statcache.RunOptions(backend=be, progress=False, chunk_size=2)
+    _, _, st = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, options=opts)
+    assert be.calls == {"generate": 5, "loglikelihood": 10} and len(st) == 5
+    # a keyword overrides the bundle's field: the new backend is asked nothing (all cached)
+    other = fake()
+    _, _, again = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, options=opts,
+                                       backend=other)
+    assert sum(other.calls.values()) == 0 and be.calls["loglikelihood"] == 10
+    assert [d[S.PTRUE_LOGPROBS] for d in again] == [d[S.PTRUE_LOGPROBS] for d in st]
+    with pytest.raises(TypeError, match="bakend"):
+        statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, bakend=be)
