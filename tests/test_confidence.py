@@ -57,14 +57,35 @@ def test_cached_only_loads_no_model_and_lists_what_is_missing(use_data_dir):
     assert table.attrs["missing"] == ["commonsenseqa"]
 
 
-def test_probes_train_on_train_split_and_never_score_their_training_items(use_data_dir):
-    # answers alternate right/wrong by question text; hidden states are hash-random, so the
-    # probe has both classes and the table gets a finite probability per eval item
-    be = fake(respond=lambda p: "The answer is 18." if "question 0" in p or "question 2" in p
-              else "The answer is 7.")
+def test_probes_train_on_train_split_and_never_score_their_training_items(use_data_dir,
+                                                                           fresh_cache_dir):
+    # gsm8k train golds are 1, 2, 3: answering 2 to train question 1 only gives the probe the
+    # labels [wrong, right, wrong]; eval golds are 18, 3, 42, 42, 7
+    def respond(prompt):
+        if "train question 1" in prompt:
+            return "The answer is 2."
+        return "The answer is 18." if "test question 0" in prompt else "The answer is 7."
     table = confidence.confidence_table("fake", ["gsm8k"], ["trained_probe"], limit=5,
-                                        train_limit=5, backend=be, progress=False)
-    train_ids = set(statcache.item_stats("fake", "gsm8k", [], split="train", limit=5,
-                                         backend=fake(), progress=False)[1]["item_id"])
-    assert train_ids and not train_ids & set(table["item_id"])
-    assert table["confidence"].between(0, 1).all() or table["discarded"].all()
+                                        train_limit=5, backend=fake(respond=respond),
+                                        progress=False)
+    train = statcache.item_stats("fake", "gsm8k", [], split="train", limit=5,
+                                 backend=fake(), progress=False)[1]
+    assert train["correct"].tolist() == [False, True, False]
+    assert not set(train["item_id"]) & set(table["item_id"])
+    assert table["item_id"].tolist() == [f"gsm8k-test-{i}" for i in range(5)]
+    assert table["correct"].tolist() == [True, False, False, False, True]
+    assert not table["discarded"].any() and (table["discard_reason"] == "").all()
+    assert ((table["confidence"] > 0) & (table["confidence"] < 1)).all()
+    # the stored probe learned from the 3 train items (1 right), not from an eval item
+    [meta] = (fresh_cache_dir / "probes" / "fake").glob("trained_probe__gsm8k__*/probe.json")
+    import json
+    fields = json.loads(meta.read_text())
+    assert (fields["n_train"], fields["n_correct"]) == (3, 1)
+
+
+def test_a_one_class_train_split_discards_the_probe_and_says_why(use_data_dir):
+    # the fake answers 42: every gsm8k train item (golds 1, 2, 3) is wrong
+    table = confidence.confidence_table("fake", ["gsm8k"], ["trained_probe"], limit=5,
+                                        train_limit=5, backend=fake(), progress=False)
+    assert len(table) == 5 and table["discarded"].all() and table["confidence"].isna().all()
+    assert set(table["discard_reason"]) == {confidence.ONE_CLASS}
