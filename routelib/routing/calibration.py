@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from routelib import config
+from routelib.routing.calibration_readme import readme_text
 from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, DATASET,
                                          DEFAULT_RATIOS, ITEM_ID, LLM, LLM_COLUMNS, METHOD, RATIO,
                                          SLM, RoutingError, accuracy_curve, apply_threshold,
@@ -329,53 +330,6 @@ def transfer_errors(result: pd.DataFrame, include_endpoints: bool = False) -> pd
 CSV_NAME, README_NAME = "calibration_set.csv", "README.md"
 
 
-def _readme(cal: pd.DataFrame, meta: dict) -> str:
-    def one(column):
-        return ", ".join(map(str, dict.fromkeys(cal[column]))) if column in cal else "(not given)"
-    lines = [
-        "# Routing calibration set",
-        "",
-        "A hold-out set of SLM confidences for choosing routing thresholds on unseen data",
-        "(Chuang et al. 2025, arXiv 2502.04428, Algorithm 1), written by",
-        "`routelib.routing.calibration.export_calibration_set`.",
-        "",
-        f"- SLM: {one(SLM)}",
-        f"- UQ method: {one(METHOD)} (confidence: higher = more confident)",
-        f"- items: {len(cal)}",
-    ]
-    if meta:
-        lines += [
-            f"- pooled from {meta['n_pooled']} items of: " + ", ".join(
-                f"{d} ({n})" for d, n in meta["datasets"].items()),
-            f"- bins: {meta['n_bins']} equal-width bins over [{meta['low']:.6g}, "
-            f"{meta['high']:.6g}] of the pooled confidence",
-            f"- sampling: round-half-up({meta['fraction']:g} x bin size) items per bin, at "
-            f"least {meta['min_per_bin']} from a non-empty bin, without replacement, "
-            f"numpy default_rng(seed={meta['seed']}); rows sorted by (dataset, item_id) first",
-            f"- non-empty bins that contributed no item: {meta['empty_sampled_bins']}",
-            f"- items per bin (pooled): {meta['bin_counts']}",
-            f"- items per bin (sampled): {meta['sampled_counts']}",
-        ]
-    else:
-        lines.append("- build parameters: not recorded (the frame lost its attrs)")
-    lines += [
-        "",
-        "## Columns",
-        "",
-        "`slm`, `method` (when known), `dataset`, `item_id`: which answer the confidence is of;",
-        "`confidence`: the SLM's confidence; `bin`: its bin (0-based).",
-        "",
-        "## Use",
-        "",
-        "The threshold for routing ratio r is the midpoint between the k-th and (k+1)-th",
-        "smallest confidence, k = round-half-up(r x n) (-inf at r = 0, +inf at r = 1); an item",
-        "goes to the LLM when its confidence is strictly below it",
-        "(`routelib.routing.calibration.thresholds_from_calibration`).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def export_calibration_set(cal: pd.DataFrame, path) -> Path:
     """Write ``cal`` to the directory ``path`` as ``calibration_set.csv`` plus a ``README.md``.
 
@@ -392,7 +346,7 @@ def export_calibration_set(cal: pd.DataFrame, path) -> Path:
     columns = [c for c in EXPORT_COLUMNS if c in cal.columns]
     csv = out / CSV_NAME
     cal[columns].to_csv(csv, index=False)
-    (out / README_NAME).write_text(_readme(cal, cal.attrs.get("calibration", {})),
+    (out / README_NAME).write_text(readme_text(cal, cal.attrs.get("calibration", {})),
                                    encoding="utf-8")
     return csv
 
