@@ -159,3 +159,15 @@ def test_notes_are_empty_when_nothing_is_missing():
     t.probe_train_missing = {"s1": ["mmlu"]}
     assert t.notes() == ["s1: probe train features not cached for mmlu (trained probe skipped "
                          "there; OOD probes trained on the cached others)"]
+
+
+def test_the_findings_page_names_what_the_loader_left_out(tmp_path):
+    from routelib.report import findings
+    template = tmp_path / "t.md.in"
+    template.write_text("# Title\n\nSLMs {slms}.\n", encoding="utf-8")
+    complete = findings.render({"slms": "a", "incomplete": ""}, template)
+    assert complete == "# Title\n\nSLMs a.\n"
+    partial = findings.render({"slms": "a", "incomplete": "a: datasets not (fully) cached yet, "
+                               "left out: boolq (no big answers)"}, template)
+    assert partial == ("# Title\n\n> **Incomplete cache:** a: datasets not (fully) cached yet, "
+                       "left out: boolq (no big answers)\n\nSLMs a.\n")
