@@ -682,3 +682,25 @@ def test_import_outputs_stores_the_tables(capsys, tmp_path, fresh_cache_dir):
     assert "argument --map: expected routelib_column=file_column" in one_error(
         capsys, "import-outputs", str(path), "--name", "x", "--map", "slm")
     assert "import name 'a/b'" in one_error(capsys, "import-outputs", str(path), "--name", "a/b")
+
+
+def test_route_adapt_keeps_state_and_respects_the_budget(capsys, tmp_path, fake_models):
+    csv = tmp_path / "calibration_set.csv"
+    csv.write_text("confidence\n0.1\n0.5\n0.9\n")
+    state = tmp_path / "state.json"
+    seen = []
+    for i, q in enumerate(["What is 2 plus 2?", "What is 3 plus 5?", "What is 7 plus 1?"]):
+        out = _route(capsys, "--calibration", str(csv), "--ratio", "1", "--llm", "none",
+                     "--adapt", str(state), "--budget", "0", "--json", q)
+        res = json.loads(out)
+        a = res["adaptive"]
+        seen.append(res["confidence"])
+        assert (a["n"], a["total"], a["routed"]) == (i, i + 1, 0)   # n: queries seen before
+        assert a["wanted_llm"] and res["tier"] == "slm"              # the budget of 0 holds
+    saved = json.loads(state.read_text())
+    assert saved["confidences"] == pytest.approx(seen) and saved["total"] == 3
+
+
+def test_route_budget_needs_adapt(capsys):
+    line = one_error(capsys, "route", "--budget", "0.2", "--threshold", "0.5", "q")
+    assert "--budget and --randomize-ties need --adapt" in line

@@ -77,12 +77,27 @@ def cmd_select(args) -> int:
     res = pd.concat([selection.run_selection(m, max_items=args.max_items) for m in args.model],
                     ignore_index=True)
     print(res.to_string())
-    print(selection.choose(res).to_string())
+    chosen = selection.choose(res)
+    print(chosen.to_string())
+    _save_styles(args.model, chosen)
     if args.markdown:
         with open(args.markdown, "w", encoding="utf-8") as fh:
             fh.write(selection.selection_markdown(res))
         print(f"wrote {args.markdown}")
     return 0
+
+
+def _save_styles(names, chosen) -> None:
+    """For a model without answer styles of its own (not a registered one), store the chosen
+    styles so that later runs of that model (same weights) use them."""
+    from routelib import models
+    for m in names:
+        if models.resolve(m).answer_styles:
+            continue
+        rows = chosen[chosen["model"] == m]
+        path = models.save_answer_styles(m, [(r.group, r.style, bool(r.chat))
+                                             for r in rows.itertuples()])
+        print(f"saved the chosen answer styles of {m} to {path}")
 
 
 def add(sub) -> None:

@@ -12,9 +12,13 @@ def cmd_models(args) -> int:
 
 def cmd_datasets(args) -> int:
     from routelib import data
-    for name, s in data.DATASETS.items():
+    reg = data.registry()
+    for name, s in reg.items():
         train = s.train_split or f"(carved {data.HOLDOUT_FRACTION:.0%} of {s.eval_split})"
-        print(f"{name:14} {s.type:10} {s.domain:16} eval={s.eval_split:11} train={train}")
+        where = "" if s.paper else f" ({s.folder})"
+        print(f"{name:14} {s.type:10} {s.domain:16} eval={s.eval_split:11} train={train}{where}")
+    for shadowed in getattr(reg, "shadowed", ()):
+        print(f"(not used, an earlier root has the same name: {shadowed})")
     return 0
 
 

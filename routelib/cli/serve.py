@@ -33,6 +33,8 @@ def _check(args):
         raise o.CliError(f"--method {args.method} needs --probe (a probe saved by "
                          "`routelib probe`)")
     o.check_endpoint(args, "llm")
+    if (args.budget is not None or args.randomize_ties) and not args.adapt:
+        raise o.CliError("--budget and --randomize-ties need --adapt STATE_FILE")
     if args.threshold is not None:
         return args.threshold
     where = args.calibration or str(config.cache_dir() / "calibration" /
@@ -64,8 +66,12 @@ def cmd_route(args) -> int:
     if llm is None and args.llm != "none":
         llm = lazy_backend(args.llm)  # loaded only if a query is escalated
     slm = lazy_backend(args.slm)()
-    res = router.Router(slm, args.method, threshold, llm=llm, probe=probe).route(
-        args.question, choices=args.choices, context=args.context, kind=args.kind)
+    decide = (router.adaptive_decider(args.adapt, args.ratio, start=threshold,
+                                      budget=args.budget, randomize_ties=args.randomize_ties)
+              if args.adapt else None)
+    res = router.Router(slm, args.method, threshold, llm=llm, probe=probe,
+                        decide=decide).route(args.question, choices=args.choices,
+                                             context=args.context, kind=args.kind)
     if args.json:
         print(json.dumps(json_safe(res.to_dict()), indent=1, allow_nan=False))
     else:
@@ -73,6 +79,10 @@ def cmd_route(args) -> int:
         print(f"[tier={res.tier} confidence={res.confidence:.4f} threshold={res.threshold:.4f} "
               f"method={res.method} latency={_seconds(res.latency_s.get('total'))}"
               + (f" error={res.error}" if res.error else "") + "]")
+        if res.adaptive:
+            a = res.adaptive
+            print(f"[adaptive: n={a['n']} band=+-{a['band']:.3f} routed {a['routed']} of "
+                  f"{a['total']} so far]")
     return 0
 
 
@@ -110,6 +120,17 @@ def add(sub) -> None:
                    help="registered local model as the LLM tier ('none': SLM only; default "
                         f"{config.REFERENCE_LLM})")
     o.add_endpoint(q, "llm", "--llm", "the LLM tier")
+    q.add_argument("--adapt", metavar="STATE_FILE",
+                   help="adapt the threshold to the queries seen so far: their confidences are "
+                        "kept in STATE_FILE (locked, atomic; shared by concurrent routers) and "
+                        "the threshold becomes their --ratio quantile, starting from the "
+                        "calibration threshold; prints n and the DKW band on the realized ratio")
+    q.add_argument("--budget", type=o.ratio,
+                   help="with --adapt: never let the share of queries sent to the LLM so far "
+                        "exceed this (in [0, 1])")
+    q.add_argument("--randomize-ties", action="store_true",
+                   help="with --adapt: among confidences tied at the threshold route the share "
+                        "needed to realize --ratio (seeded); for discrete confidences")
     q.add_argument("--json", action="store_true",
                    help="print the full result as JSON (NaN and infinity as null)")
     q.set_defaults(func=cmd_route)

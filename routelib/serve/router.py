@@ -60,6 +60,7 @@ class RouteResult:
     latency_s: dict = field(default_factory=dict)
     cost: float = 0.0
     error: str | None = None
+    adaptive: dict | None = None  # with an adaptive threshold: n, DKW band, budget counts
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -115,7 +116,10 @@ def threshold_from_calibration(path, ratio: float) -> float:
 
 class Router:
     def __init__(self, slm, method: str = "perplexity", threshold: float = 0.5, llm=None,
-                 probe=None, cost: CostModel = CostModel(), slm_config: dict | None = None):
+                 probe=None, cost: CostModel = CostModel(), slm_config: dict | None = None,
+                 decide=None):
+        """``decide``: optional ``conf -> (escalate, threshold, details)`` replacing the fixed
+        threshold (e.g. :func:`adaptive_decider`)."""
         if method not in uq.METHODS:
             raise RouterError(f"UQ method {method!r} is not known; known: {', '.join(uq.METHODS)}")
         if method in uq.PROBE_METHODS and probe is None:
@@ -126,6 +130,7 @@ class Router:
         self.uq = uq.make(method, probe=probe) if method in uq.PROBE_METHODS else uq.make(method)
         self.cost = cost
         self.slm_config = slm_config or chosen_configs(slm)
+        self.decide = decide
 
     def _slm_cfg(self, record: Record) -> AnswerConfig:
         group = _group(record)
@@ -158,7 +163,10 @@ class Router:
                           self.threshold, self.method, row["response"],
                           latency_s={"slm": round(t_slm, 3)}, cost=self.cost.slm_cost_per_call)
         # a discarded confidence (NaN, e.g. no number in a verbalized answer) escalates
-        if not conf >= self.threshold:
+        escalate = not conf >= self.threshold
+        if self.decide is not None:
+            escalate, res.threshold, res.adaptive = self.decide(conf)
+        if escalate:
             if self.llm is None:
                 res.tier, res.error = "slm-fallback", "no LLM configured"
                 res.latency_s["total"] = round(time.perf_counter() - t0, 3)
@@ -178,3 +186,21 @@ class Router:
             res.latency_s["llm"] = round(time.perf_counter() - t1, 3)
         res.latency_s["total"] = round(time.perf_counter() - t0, 3)
         return res
+
+
+def adaptive_decider(state_file, ratio: float, start: float | None = None,
+                     budget: float | None = None, **config):
+    """A ``decide`` for :class:`Router`: the threshold follows the confidences of the queries
+    seen so far (their empirical ``ratio``-quantile, :mod:`routelib.routing.adaptive`), kept in
+    ``state_file`` (locked, atomic: concurrent routers and a router killed mid-write lose no
+    query); ``budget`` caps the share of LLM calls so far. ``config``: the fields of
+    :class:`~routelib.routing.adaptive.AdaptiveConfig` (window, randomize_ties, delta, ...)."""
+    from routelib.routing import adaptive as A
+    store, cfg = A.StateFile(state_file), A.AdaptiveConfig(ratio, **config)
+
+    def decide(conf: float):
+        d = A.adaptive_step(store, conf, cfg, start=start, budget=budget)
+        return d.route, d.threshold, {"n": d.n, "band": d.band, "tie_fraction": d.tie_fraction,
+                                      "wanted_llm": d.wanted, "routed": d.routed,
+                                      "total": d.total, "state_file": str(state_file)}
+    return decide
