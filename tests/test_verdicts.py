@@ -12,6 +12,7 @@ from routelib.report.verdicts import Evidence, decide
 @pytest.mark.parametrize("e, expected", [
     (Evidence(3, 3, 0), V.UNDECIDED),          # too few estimable settings
     (Evidence(10, 0, 0), V.UNDECIDED),         # nothing significant either way
+    (Evidence(22, 1, 0), V.UNDECIDED),         # under 10% significant either way: too weak
     (Evidence(10, 5, 1), V.REPRODUCED),        # half support, 10% against
     (Evidence(10, 5, 2), V.PARTLY),            # too much against for "reproduced"
     (Evidence(10, 2, 0), V.PARTLY),            # some support, none against

@@ -19,7 +19,7 @@ import pandas as pd
 
 from routelib import config
 from routelib.models.registry import DEFAULT_LLM
-from routelib.report import book, uq_page as uq_report
+from routelib.report import book, findings_verdicts, uq_page as uq_report
 from routelib.routing import (calibration as cal, distributions as D, saved, simulation as R, study,
                               tables)
 from routelib.uq import metrics
@@ -57,20 +57,22 @@ def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
                            "train_limit": str(PROBE_TRAIN_LIMIT),
                            "judge_limit": str(judge_limit), "incomplete": "; ".join(t.notes())}
     out["llm_accuracy"] = _pct(t.llm[R.CORRECT].mean())
-    out.update(_alignment(t.conf, n_boot))
+    auc = metrics.auroc_table(t.conf, ci=True, n_boot=n_boot)
+    out.update(_alignment(t.conf, auc))
     out.update(_routing(rs.routing.means))
     out.update(_relative(rs.routing.relative))
     out.update(_shift(t.conf))
     out.update(_transfer(rs.transfer.means))
+    out.update(findings_verdicts.verdict_facts(auc, rs.routing.summary, t.conf, n_boot))
     if judge_name:
         out.update(_judge(slms, t.conf, judge_name, judge_limit))
     return out
 
 
-def _alignment(conf: pd.DataFrame, n_boot: int) -> dict[str, str]:
-    """Fig. 1: AUROC means, extremes and ranks per SLM and method."""
+def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
+    """Fig. 1: AUROC means, extremes and ranks per SLM and method (``auc``: the AUROC table
+    with intervals)."""
     out = {}
-    auc = metrics.auroc_table(conf, ci=True, n_boot=n_boot)
     for slm, g in uq_report.method_ranking(auc).groupby(R.SLM, sort=False):
         s = tag(slm)
         out[f"datasets__{s}"] = str(conf.loc[conf[R.SLM] == slm, R.DATASET].nunique())

@@ -7,8 +7,8 @@ setting the paper's effect either holds significantly (its 95% interval excludes
 the setting *supports* the claim), its opposite holds significantly (*contradicts*), or neither.
 :func:`decide` turns those counts into one of four verdicts, by :data:`RULE`:
 
-- **undecided** when fewer than ``min_settings`` settings are estimable, or when no estimable
-  setting is significant either way (the evidence is too weak to decide);
+- **undecided** when fewer than ``min_settings`` settings are estimable, or when fewer than
+  ``max_against`` of them are significant either way (the evidence is too weak to decide);
 - **reproduced** when at least ``share`` of the estimable settings support the claim and at
   most ``max_against`` of them contradict it;
 - **not reproduced** when at least ``share`` contradict it and at most ``max_against``
@@ -68,9 +68,11 @@ class Evidence:
 
 def decide(e: Evidence, rule: Rule = RULE) -> str:
     """The verdict for evidence ``e`` under ``rule``."""
-    if e.estimable < rule.min_settings or e.supports == e.contradicts == 0:
+    if e.estimable < rule.min_settings:
         return UNDECIDED
     s, c = e.supports / e.estimable, e.contradicts / e.estimable
+    if s < rule.max_against and c < rule.max_against:
+        return UNDECIDED  # too few settings are significant either way
     if s >= rule.share and c <= rule.max_against:
         return REPRODUCED
     if (c >= rule.share and s <= rule.max_against) or (e.supports == 0 < e.contradicts):
@@ -83,7 +85,8 @@ def decide(e: Evidence, rule: Rule = RULE) -> str:
 def rule_text(rule: Rule = RULE) -> str:
     """The rule of :func:`decide` in words, for the findings page."""
     return (f"A claim is *undecided* when fewer than {rule.min_settings} settings can be "
-            f"estimated or none is significant either way; *reproduced* when at least "
+            f"estimated or fewer than {rule.max_against:.0%} of them are significant either "
+            f"way; *reproduced* when at least "
             f"{rule.share:.0%} of the estimable settings support it significantly and at most "
             f"{rule.max_against:.0%} contradict it; *not reproduced* when the reverse holds "
             f"(or some contradict it and none supports it); *partly* when more support than "
