@@ -26,6 +26,19 @@ reproduce: setup
 	$(BIN)/python -m routelib accuracy --model $(MODELS) --limit $(LIMIT) --markdown docs/accuracy_table.md --gaps docs/tier_gaps.md
 	$(MAKE) notebooks book
 
+# every committed result page, figure and calibration set, regenerated from the cache (no model
+# loads when the cache is complete); `git diff` afterwards shows what changed
+SLMS ?= smollm2-135m gemma3-270m
+LLM ?= qwen2.5-coder-0.5b
+.PHONY: pages
+pages: setup
+	$(BIN)/python -m routelib accuracy --model $(MODELS) --limit $(LIMIT) --markdown docs/accuracy_table.md --gaps docs/tier_gaps.md
+	$(BIN)/python -m routelib auroc --model $(SLMS) --limit $(LIMIT) --markdown docs/auroc_table.md
+	$(BIN)/python -m routelib routing --slm $(SLMS) --llm $(LLM) --limit $(LIMIT) --markdown docs/routing.md --figures docs/figures --export data_cache/calibration
+	$(BIN)/python -m routelib judge --markdown docs/judge.md
+	$(BIN)/python -m routelib findings
+	$(BIN)/python -m routelib.report.router_page
+	$(BIN)/python -m routelib.report.adaptive_page
 select: setup
 	$(BIN)/python -m routelib select --model $(MODELS)
 
