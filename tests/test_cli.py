@@ -704,3 +704,42 @@ def test_route_adapt_keeps_state_and_respects_the_budget(capsys, tmp_path, fake_
 def test_route_budget_needs_adapt(capsys):
     line = one_error(capsys, "route", "--budget", "0.2", "--threshold", "0.5", "q")
     assert "--budget and --randomize-ties need --adapt" in line
+
+
+def test_uq_on_one_dataset_updates_the_saved_table_and_keeps_the_others(
+        capsys, use_data_dir, fake_models, fresh_cache_dir, monkeypatch):
+    """`uq --dataset X` replaces X's blocks of the saved confidence table in place: a first run
+    over two datasets, then one over the second alone, leaves both datasets' rows, in order."""
+    import pandas as pd
+    from routelib.uq import confidence
+    monkeypatch.setattr(data, "DATASETS", {k: data.DATASETS[k] for k in ("gsm8k", "boolq")})
+    args = ("--method", "avg_token_prob", "perplexity", "--limit", "0")
+    code, _, err = run(capsys, "uq", "--dataset", "gsm8k", "boolq", *args)
+    assert code == 0, err
+    path = confidence.table_path("smollm2-135m", 0)
+    first = pd.read_parquet(path)
+    assert list(dict.fromkeys(first["dataset"])) == ["gsm8k", "boolq"]
+    code, out, err = run(capsys, "uq", "--dataset", "boolq", *args)
+    assert code == 0, err
+    second = pd.read_parquet(path)
+    pd.testing.assert_frame_equal(first, second)
+    assert f"{len(first)} in all" in out
+
+
+def test_merge_into_saved_replaces_blocks_in_place_and_appends_new_ones(tmp_path):
+    import pandas as pd
+    from routelib.uq import confidence
+
+    def block(ds, m, conf):
+        return pd.DataFrame({"dataset": ds, "method": m, "item_id": ["a", "b"],
+                             "confidence": conf})
+    path = tmp_path / "t.parquet"
+    assert confidence.merge_into_saved(block("x", "p", [1.0, 2.0]), path)["dataset"].tolist() == \
+        ["x", "x"]   # nothing saved yet: the table itself
+    confidence.save_table(pd.concat([block("x", "p", [1.0, 2.0]), block("y", "p", [3.0, 4.0])],
+                                    ignore_index=True), path)
+    merged = confidence.merge_into_saved(
+        pd.concat([block("z", "p", [7.0, 8.0]), block("x", "p", [5.0, 6.0])], ignore_index=True),
+        path)
+    assert merged["dataset"].tolist() == ["x", "x", "y", "y", "z", "z"]
+    assert merged["confidence"].tolist() == [5.0, 6.0, 3.0, 4.0, 7.0, 8.0]

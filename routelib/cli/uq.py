@@ -18,6 +18,7 @@ UQ_DESCRIPTION = (
 
 
 def cmd_uq(args) -> int:
+    import pandas as pd
     from routelib import data
     from routelib.cli import uq_plan
     from routelib.models.factory import lazy_backend
@@ -35,8 +36,10 @@ def cmd_uq(args) -> int:
                                             train_limit=args.train_limit or None,
                                             backend=lazy_backend(model, args.batch_size),
                                             source=args.source)
-        path = confidence.save_table(table, confidence.table_path(model, o.limit_arg(args)))
-        print(f"wrote {path} ({len(table)} rows)")
+        path = confidence.table_path(model, o.limit_arg(args))
+        saved = confidence.save_table(confidence.merge_into_saved(table, path), path)
+        print(f"wrote {saved} ({len(table)} rows of this run, "
+              f"{len(pd.read_parquet(saved))} in all)")
         auc = metrics.auroc_table(table)
         print(auc.pivot(index="dataset", columns="method", values="auroc")
               .reindex(columns=methods).round(3).to_string())

@@ -230,7 +230,21 @@ def load_table(model: str, datasets: Sequence[str] | None = None,
                             cached_only=True)
 
 
+def merge_into_saved(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``table`` merged into the table saved at ``path``: each (dataset, method) block of
+    ``table`` replaces the saved block in place (or is appended), every other saved block is
+    kept. So ``uq --dataset X`` updates X and never narrows the saved table to X."""
+    if not path.exists():
+        return table
+    key = ["dataset", "method"]
+    saved = pd.read_parquet(path)
+    new = {k: g for k, g in table.groupby(key, sort=False)}
+    blocks = [new.pop(k, g) for k, g in saved.groupby(key, sort=False)]
+    return pd.concat(blocks + list(new.values()), ignore_index=True)
+
+
 def save_table(table: pd.DataFrame, path: Path) -> Path:
+    """Write ``table`` to ``path`` atomically (a complete file or the old one, never half)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".partial")
     table.to_parquet(tmp, index=False)
