@@ -1,7 +1,7 @@
 """What a static calibration threshold does per task type in the live router (issue 17, item 5).
 
 ``route --ratio r`` takes the threshold that routes a share ``r`` of a calibration set pooled
-over datasets (:func:`routelib.serve.router.threshold_from_calibration`). Where datasets'
+over datasets (:func:`routelib.routing.calibration_file.threshold_from_calibration`). Where datasets'
 confidences live on different scales, that one threshold routes very different shares of each
 dataset. :func:`realized_by_dataset` measures it on the reference run: for each requested ratio,
 the share of each dataset's evaluation items whose confidence falls below the threshold.
@@ -14,7 +14,7 @@ import pandas as pd
 
 from routelib import config, data
 from routelib.columns import CONFIDENCE, DATASET, METHOD, SLM
-from routelib.serve.router import threshold_from_calibration
+from routelib.routing.calibration_file import threshold_from_calibration
 
 RATIOS = (0.1, 0.3, 0.5)
 COLUMNS = (SLM, METHOD, DATASET, "task", "ratio", "threshold", "realized", "n")

@@ -20,15 +20,11 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
-import pandas as pd
 
 from routelib.answers.answer import AnswerConfig, answer_records, chosen_configs
-from routelib.columns import CONFIDENCE
 from routelib.data.schema import Record
 from routelib.errors import RoutelibError
-from routelib.routing.calibration import CSV_NAME, thresholds_from_calibration
+from routelib.routing import calibration_file
 from routelib.routing.cost import CostModel
 from routelib.uq import methods as uq, passes
 
@@ -87,31 +83,13 @@ def make_record(question: str, choices=None, context: str | None = None,
 
 
 def threshold_from_calibration(path, ratio: float) -> float:
-    """The threshold that routes ``ratio`` of the calibration set's items: a directory (or its
-    ``calibration_set.csv``) written by :func:`routelib.routing.calibration.export_calibration_set`."""
-    if not 0.0 <= ratio <= 1.0:
-        raise RouterError(f"the routing ratio must be in [0, 1], got {ratio}")
-    p = Path(path)
-    csv = p / CSV_NAME if p.is_dir() else p
-    if not csv.exists():
-        raise RouterError(f"no calibration set at {csv}; export one with `python -m routelib "
-                          "routing --export DIR`")
+    """The threshold that routes ``ratio`` of the calibration set at ``path``
+    (:func:`routelib.routing.calibration_file.threshold_from_calibration`), its errors as
+    :class:`RouterError`."""
     try:
-        table = pd.read_csv(csv)
-    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-file errors
-        raise RouterError(f"{csv}: not a readable CSV ({' '.join(str(exc).split())})") from None
-    if CONFIDENCE not in table.columns:
-        raise RouterError(f"{csv}: no {CONFIDENCE!r} column (it has {list(table.columns)}); "
-                          "export a calibration set with `python -m routelib routing --export "
-                          "DIR`")
-    conf = pd.to_numeric(table[CONFIDENCE], errors="coerce")
-    bad = list(table.index[conf.isna() & table[CONFIDENCE].notna()][:3] + 2)
-    if bad:
-        raise RouterError(f"{csv}: {CONFIDENCE!r} is not a number on line(s) "
-                          f"{', '.join(map(str, bad))}")
-    if not conf.notna().any():
-        raise RouterError(f"{csv}: the {CONFIDENCE!r} column holds no number")
-    return float(thresholds_from_calibration(conf, [ratio])[0])
+        return calibration_file.threshold_from_calibration(path, ratio)
+    except calibration_file.CalibrationSetError as exc:
+        raise RouterError(str(exc)) from None
 
 
 class Router:
