@@ -275,7 +275,8 @@ def test_each_group_module_registers_its_commands():
     expected = {"answers": {"generate", "accuracy", "select"},
                 "uq": {"uq", "auroc", "probe", "import-outputs"},
                 "routing": {"routing", "findings", "judge", "timings"},
-                "serve": {"route"}, "catalog": {"models", "datasets"}}
+                "serve": {"route"}, "catalog": {"models", "datasets"},
+                "reference": {"reference"}}
     for name, commands in expected.items():
         module = importlib.import_module(f"routelib.cli.{name}")
         parser = options.Parser(prog="x")

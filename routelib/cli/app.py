@@ -13,9 +13,9 @@ import logging
 import os
 import sys
 
-from routelib.cli import answers, boundary, catalog, options, routing, serve, uq
+from routelib.cli import answers, boundary, catalog, options, reference, routing, serve, uq
 
-GROUPS = (answers, uq, routing, serve, catalog)
+GROUPS = (answers, uq, routing, serve, catalog, reference)
 DATA_PATH = "ROUTELIB_DATA_PATH"
 
 
