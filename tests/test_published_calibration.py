@@ -163,3 +163,25 @@ def test_readme_source_line_only_when_given():
     cal = pd.DataFrame({"slm": ["s"], "method": ["m"], "confidence": [0.5]})
     assert "source of the confidences" not in readme_text(cal, {})
     assert "- source of the confidences: here" in readme_text(cal, {}, "here")
+
+
+def test_committed_sets_are_a_fresh_export_of_the_published_files(tmp_path):
+    """data_cache/calibration_published as `routing --published --export` writes it, byte for
+    byte (skipped without the published files)."""
+    import os
+    from routelib.report import paper_scale
+    repo = Path(__file__).resolve().parents[1]
+    shared = Path(os.environ.get(P.ENV) or repo.parent / "shared" / "published")
+    if not (shared / P.SUBDIR).is_dir():
+        pytest.skip(f"published outputs not found at {shared}/{P.SUBDIR}")
+    committed = repo / "data_cache" / paper_scale.CALIBRATION_DIR
+    sets = paper_scale.export_calibration_sets(tmp_path, directory=shared)
+    assert len(sets) == len(P.PAPER_SLMS) * len(METHODS)
+    names = sorted(p.name for p in committed.iterdir())
+    assert names == sorted(p.name for p in tmp_path.iterdir())
+    for name in names:
+        for f in (["README.md"] if name == "README.md" else ["calibration_set.csv", "README.md"]):
+            a, b = committed / name, tmp_path / name
+            if name != "README.md":
+                a, b = a / f, b / f
+            assert a.read_bytes() == b.read_bytes(), f"{name}/{f}"
