@@ -155,7 +155,8 @@ def _distinct(conf: pd.DataFrame) -> str:
         per = g.groupby("slm")["confidence"].nunique()
         modal = g.groupby(["slm", "dataset"])["confidence"].agg(
             lambda c: c.value_counts(normalize=True).iloc[0])
-        parts.append(f"{method} {per.min()}–{per.max()} distinct values per SLM, the most common "
+        span = f"{per.min()}" if per.min() == per.max() else f"{per.min()}–{per.max()}"
+        parts.append(f"{method} {span} distinct values per SLM, the most common "
                      f"holding {100 * modal.mean():.1f}% of a category's items on average")
     return "- Discreteness of the signals: " + "; ".join(parts) + "."
 
