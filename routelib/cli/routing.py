@@ -48,8 +48,37 @@ def _complete_cache(slms, llm: str, limit):
                          f"--model {slms[0]} --limit {limit or 0}` first") from None
 
 
+def _published_export(args) -> int:
+    """``routing --published [SLM ...] --export DIR``: calibration sets of the published outputs."""
+    from routelib.report import paper_scale
+    from routelib.uq import published
+    if not args.export:
+        raise o.CliError("--published needs --export DIR: it writes the published outputs' "
+                         "calibration sets there (chapter 08 holds their routing study)")
+    if args.markdown or args.figures:
+        raise o.CliError("--published writes calibration sets only: drop --markdown and "
+                         "--figures (chapter 08 holds the published routing study)")
+    slms = args.published or list(published.PAPER_SLMS)
+    bad = [s for s in slms if s not in paper_scale.PUBLISHED_SLMS]
+    if bad:
+        raise o.CliError(f"--published: {', '.join(bad)} not a published SLM; known: "
+                         f"{', '.join(paper_scale.PUBLISHED_SLMS)}")
+    try:
+        sets = paper_scale.export_calibration_sets(args.export, slms, args.published_dir,
+                                                   args.download)
+    except published.PublishedError as exc:
+        raise o.CliError(f"--published: {exc}") from None
+    for r in sets.itertuples():
+        print(f"wrote {r.csv}: {r.items} items from {r.pooled} pooled ({r.discarded} "
+              "discarded without a signal)")
+    print(f"wrote {Path(args.export) / 'README.md'}")
+    return 0
+
+
 def cmd_routing(args) -> int:
     from routelib.report import routing_page
+    if args.published is not None:
+        return _published_export(args)
     o.check_models([*args.slm, args.llm])
     methods = o.check_methods(args.transfer_method, "--transfer-method")
     check_cached(args.slm, o.limit_arg(args))
@@ -192,6 +221,17 @@ def add(sub) -> None:
                     help="write the page here (default: print it)")
     rt.add_argument("--figures", help="save the figures (PNG) in this directory")
     rt.add_argument("--export", help="export the calibration sets under this directory")
+    rt.add_argument("--published", nargs="*", metavar="SLM",
+                    help="instead of the page: export (with --export DIR) the calibration sets "
+                         "of the published MMLU-Pro outputs of these SLMs (default: the six of "
+                         "the paper's kinds), "
+                         "one per (SLM, method), for `route --calibration`")
+    rt.add_argument("--published-dir",
+                    help="folder holding mmlu_pro/ (default: $ROUTELIB_PUBLISHED_DIR, else "
+                         "../shared/published beside the checkout, else the cache)")
+    rt.add_argument("--download", action="store_true",
+                    help="with --published: fetch missing published files from upstream at "
+                         "the pinned commit (sha256 checked)")
     rt.set_defaults(func=cmd_routing)
 
     fd = sub.add_parser("findings", help="render the book's findings page from the cache",

@@ -113,7 +113,10 @@ def add(sub) -> None:
                    help="target routing ratio in [0, 1] for the calibration threshold (default "
                         f"{config.ROUTE_RATIO})")
     q.add_argument("--calibration", help="calibration set directory or CSV (default: "
-                                         "$ROUTELIB_CACHE_DIR/calibration/<slm>__<method>)")
+                                         "$ROUTELIB_CACHE_DIR/calibration/<slm>__<method>; "
+                                         "for a served SLM of the paper's kinds, the published "
+                                         "outputs' sets in calibration_published/, written by "
+                                         "`routing --published --export`)")
     q.add_argument("--probe", type=o.existing_file,
                    help="a fitted probe saved by `routelib probe` (probe methods)")
     q.add_argument("--llm", default=config.REFERENCE_LLM,

@@ -4,13 +4,14 @@ here, from the cached confidence tables and LLM answers; no model is loaded).
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from routelib import config
+from routelib.report import adaptive_published
+from routelib.report.adaptive_md import _by_n, _pct, _pts, _signed, _table, _than
 from routelib.report.adaptive_plots import plot_drift, plot_ratio_error
 from routelib.routing import study
 from routelib.routing.adaptive import dkw_epsilon
@@ -47,45 +48,6 @@ def run_reference(conf, llm_table, methods=METHODS, settings=None, drift_setting
 
 
 # ---- markdown --------------------------------------------------------------------------------
-def _pts(x) -> str:
-    """A share as percentage points, one decimal ("–" for NaN); strings pass through."""
-    if isinstance(x, str):
-        return x
-    return "–" if x is None or math.isnan(x) else f"{100 * x:.1f}"
-
-
-def _pct(x) -> str:
-    return "–" if math.isnan(x) else f"{100 * x:.1f}%"
-
-
-def _than(a: float, b: float) -> str:
-    """How ``a`` compares with ``b`` at the printed precision (0.1 point)."""
-    a, b = round(100 * a, 1), round(100 * b, 1)
-    return "larger than" if a > b else "smaller than" if a < b else "equal to"
-
-
-def _table(frame: pd.DataFrame, fmt=_pts) -> list[str]:
-    """A markdown table of a frame whose index names the rows (one or more levels)."""
-    names = [str(n) for n in frame.index.names]
-    head = "| " + " | ".join(names + [str(c) for c in frame.columns]) + " |"
-    rule = "|" + "---|" * (len(names) + len(frame.columns))
-    rows = []
-    for key, values in frame.iterrows():
-        key = key if isinstance(key, tuple) else (key,)
-        rows.append("| " + " | ".join([str(k) for k in key] + [fmt(v) for v in values]) + " |")
-    return [head, rule, *rows, ""]
-
-
-def _by_n(frame: pd.DataFrame, keys, column: str = "ratio_error") -> pd.DataFrame:
-    t = frame.groupby(keys + ["n"], sort=False)[column].mean().unstack("n")
-    t.columns = [f"n={n}" for n in t.columns]
-    return t
-
-
-def _signed(x: float) -> str:
-    return "–" if math.isnan(x) else f"{100 * x:+.2f}"
-
-
 def _headline(sim: pd.DataFrame, s: SimSettings) -> list[str]:
     sim = sim.assign(gap=sim["accuracy"] - sim["ground_truth_accuracy"])
     n0, n50 = sim[sim["n"] == 0], sim[sim["n"] == 50]
@@ -299,8 +261,11 @@ def adaptive_markdown(sim: pd.DataFrame, drift: pd.DataFrame | None = None, conf
     return "\n".join(out)
 
 
-def write(docs: Path = ROOT / "docs", conf=None, llm_table=None, methods=METHODS) -> str:
-    """Run the study and write ``docs/adaptive.md`` and its figures; returns the page."""
+def write(docs: Path = ROOT / "docs", conf=None, llm_table=None, methods=METHODS,
+          published: bool = True) -> str:
+    """Run the study and write ``docs/adaptive.md`` and its figures; returns the page. With
+    ``published``, the section on the published MMLU-Pro outputs follows
+    (:mod:`routelib.report.adaptive_published`, read from its saved part)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -313,6 +278,8 @@ def write(docs: Path = ROOT / "docs", conf=None, llm_table=None, methods=METHODS
         plt.close(fig)
     page = adaptive_markdown(sim, drift, conf, figures=[f"figures/{FIGURE}",
                                                         f"figures/{DRIFT_FIGURE}"])
+    if published:
+        page += "\n" + "\n".join(adaptive_published.write_section(docs))
     (docs / "adaptive.md").write_text(page, encoding="utf-8")
     return page
 

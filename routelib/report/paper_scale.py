@@ -15,6 +15,7 @@ import pandas as pd
 from routelib.columns import CONF_COLUMNS, CORRECT, DATASET, DISCARDED, ITEM_ID, LLM, METHOD, SLM
 from routelib.report import book
 from routelib.report.verdicts import assess
+from routelib.routing import study
 from routelib.routing.simulation import area_under_curve, simulate
 from routelib.uq import published
 from routelib.uq.metrics import auroc_table
@@ -141,3 +142,72 @@ def conclusions(auroc: pd.DataFrame, means: pd.DataFrame, verdict_table: pd.Data
                                          f"{r.contradicts} contradict)")
             for r in verdict_table.itertuples()) + "."]
     return "\n".join(lines)
+
+
+# ---- calibration sets for the router ---------------------------------------------------------
+PUBLISHED_SLMS = tuple(k for k, (_, role, _) in published.MODELS.items() if role == "slm")
+CALIBRATION_DIR = "calibration_published"  # under the cache: data_cache/calibration_published
+
+
+def _source(slm: str) -> str:
+    prov = published.provenance([slm])
+    f = prov["files"][slm]
+    return (f"published MMLU-Pro outputs, {prov['repository']} at commit {prov['commit'][:12]} "
+            f"({prov['license']}), file {f['path']} (sha256 {f['sha256'][:12]})")
+
+
+def export_calibration_sets(root: str | Path, slms: Sequence[str] | None = None,
+                            directory: str | Path | None = None, download: bool = False,
+                            shown_as: str | Path | None = None) -> pd.DataFrame:
+    """Algorithm 1 (:func:`routelib.routing.calibration.build_calibration_set`, its defaults)
+    on the published outputs of each of ``slms`` (default: the six of the paper's kinds) and method,
+    the 14 categories pooled, discards left out; exported like the embedded sets
+    (:func:`routelib.routing.study.export_calibration_sets`) to ``root/<slm>__<method>/``, each
+    README naming its source file, plus ``root/README.md`` on where they came from and how
+    ``route --calibration`` uses them. One row per set (that function's columns)."""
+    slms = list(slms or PAPER_SLMS)
+    for s in slms:
+        if published.spec(s)["role"] != "slm":
+            raise published.PublishedError(f"{s!r} is an LLM of the published outputs, not an "
+                                           f"SLM; SLMs: {', '.join(PUBLISHED_SLMS)}")
+    conf = published.confidence_table(slms, None, None, directory, download)
+    root = Path(root)
+    sets = pd.concat([study.export_calibration_sets(conf, [s], published.METHODS, root,
+                                                    shown_as, _source(s)) for s in slms],
+                     ignore_index=True)
+    discards = conf.groupby([SLM, METHOD], sort=False)[DISCARDED].sum().rename("discarded")
+    sets = sets.merge(discards.reset_index(), on=[SLM, METHOD], how="left")
+    (root / "README.md").write_text(calibration_readme(sets), encoding="utf-8")
+    return sets
+
+
+def calibration_readme(sets: pd.DataFrame) -> str:
+    """The README of the folder of published calibration sets (``sets``: the export's rows)."""
+    prov = published.provenance(list(dict.fromkeys(sets[SLM])))
+    lines = [
+        "# Calibration sets from the published MMLU-Pro outputs", "",
+        f"Derived from the per-item outputs published at {prov['repository']} (commit "
+        f"`{prov['commit']}`, {prov['license']}; {prov['dataset']}), read by "
+        "`routelib.uq.published` (sha256 and item alignment checked) and written by "
+        "`routelib routing --published --export DIR` "
+        "(`routelib.report.paper_scale.export_calibration_sets`): Algorithm 1 (30 equal-width "
+        "bins, 10% of each, seed 50) on the 14 categories pooled, one set per (SLM, method), "
+        "items without a signal left out. Only the sampled confidences are stored, no "
+        "question or answer text.", "",
+        "Use: `routelib route --slm <the served SLM> --method avg_token_prob --ratio 0.3 "
+        "--calibration <this folder>/<slm>__avg_token_prob`. These confidences come from "
+        "upstream's zero-shot chain-of-thought answers (avg_token_prob: mean token probability "
+        "of the whole response; verbal_1s: the confidence stated in it); a served SLM's "
+        "confidences sit on the same scale only with the same prompt and decoding, so take the "
+        "`--ratio` threshold as a start and let `--adapt STATE_FILE` follow the served queries. "
+        "`linguistic_judge` needs a grader model that `route` does not run: its sets serve "
+        "simulations only.", "",
+        "Other published SLMs (not exported here): " + (", ".join(
+            s for s in PUBLISHED_SLMS if s not in set(sets[SLM])) or "none") + "; "
+        "`routelib routing --published SLM ... --export DIR` writes theirs.", "",
+        "| set | slm | method | items | pooled | discarded | source file sha256 |",
+        "|---|---|---|---:|---:|---:|---|"]
+    for r in sets.itertuples():
+        lines.append(f"| `{Path(r.csv).parent.name}` | {r.slm} | {r.method} | {r.items} | "
+                     f"{r.pooled} | {r.discarded} | `{prov['files'][r.slm]['sha256'][:12]}` |")
+    return "\n".join(lines) + "\n"

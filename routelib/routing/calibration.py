@@ -330,12 +330,12 @@ def transfer_errors(result: pd.DataFrame, include_endpoints: bool = False) -> pd
 CSV_NAME, README_NAME = "calibration_set.csv", "README.md"
 
 
-def export_calibration_set(cal: pd.DataFrame, path) -> Path:
+def export_calibration_set(cal: pd.DataFrame, path, source: str | None = None) -> Path:
     """Write ``cal`` to the directory ``path`` as ``calibration_set.csv`` plus a ``README.md``.
 
     The CSV holds :data:`EXPORT_COLUMNS` (``slm``/``method`` when present); the README says what
-    the set is, how it was built and with which parameters (from ``attrs["calibration"]``).
-    Returns the CSV's path.
+    the set is, how it was built and with which parameters (from ``attrs["calibration"]``), and
+    where the confidences came from when ``source`` says so. Returns the CSV's path.
     """
     check_columns(cal, (DATASET, ITEM_ID, CONFIDENCE, BIN), "calibration set")
     out = Path(path)
@@ -346,7 +346,7 @@ def export_calibration_set(cal: pd.DataFrame, path) -> Path:
     columns = [c for c in EXPORT_COLUMNS if c in cal.columns]
     csv = out / CSV_NAME
     cal[columns].to_csv(csv, index=False)
-    (out / README_NAME).write_text(readme_text(cal, cal.attrs.get("calibration", {})),
+    (out / README_NAME).write_text(readme_text(cal, cal.attrs.get("calibration", {}), source),
                                    encoding="utf-8")
     return csv
 

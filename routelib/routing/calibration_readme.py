@@ -18,9 +18,10 @@ def _per_bin(meta: dict) -> str:
             "part, drawn from the same generator)")
 
 
-def readme_text(cal: pd.DataFrame, meta: dict) -> str:
+def readme_text(cal: pd.DataFrame, meta: dict, source: str | None = None) -> str:
     """The README of an exported calibration set ``cal`` built with ``meta`` (its
-    ``attrs["calibration"]``; empty: the parameters are said to be unrecorded)."""
+    ``attrs["calibration"]``; empty: the parameters are said to be unrecorded); ``source``,
+    when given, is a line saying where the confidences came from."""
     def one(column):
         return ", ".join(map(str, dict.fromkeys(cal[column]))) if column in cal else "(not given)"
     lines = [
@@ -34,6 +35,8 @@ def readme_text(cal: pd.DataFrame, meta: dict) -> str:
         f"- UQ method: {one(METHOD)} (confidence: higher = more confident)",
         f"- items: {len(cal)}",
     ]
+    if source:
+        lines.append(f"- source of the confidences: {source}")
     if meta:
         lines += [
             f"- pooled from {meta['n_pooled']} items of: " + ", ".join(

@@ -16,7 +16,8 @@ each computed on first use, saved as parquet and read back from then on:
 
 Storage: ``<cache>/routing_study/<part>__<key[:16]>/`` with one ``<table>.parquet`` per table and
 ``study.json``: the key's fields (the inputs' digests, :class:`StudySettings`,
-:data:`STUDY_VERSION`) and, for a reader, the SLMs, LLM and datasets. The key is the sha256 of
+:data:`STUDY_VERSION`) and, for a reader, the SLMs, LLM, datasets and the seconds the
+computation took (:func:`saved_part`, which other saved studies use too). The key is the sha256 of
 those fields; an input digest (:func:`frame_digest`) covers the column names and every value in
 row order. Bump :data:`STUDY_VERSION` when the study's code changes what it computes. A part is
 written to a temporary folder and renamed, and what a caller gets is always read back from the
@@ -28,6 +29,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -151,16 +153,35 @@ class RoutingStudy:
     def _part(self, part: str, inputs: dict, settings: dict, compute) -> dict:
         fields = {"part": part, "inputs": inputs, "settings": settings,
                   "version": STUDY_VERSION}
-        key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-        path = study_root() / f"{part}__{key[:16]}"
-        meta = path / "study.json"
-        if not (meta.exists() and json.loads(meta.read_text())["key"] == key):
-            conf = self.tables.conf
-            about = {"slms": self.tables.slms, "llm": self.tables.llm_name,
-                     "datasets": list(dict.fromkeys(conf[DATASET])) if len(conf) else []}
-            _write(path, compute(), dict(fields, key=key, **about))
-        names = json.loads(meta.read_text())["tables"]
-        return {name: pd.read_parquet(path / f"{name}.parquet") for name in names}
+        conf = self.tables.conf
+
+        def about() -> dict:
+            return {"slms": self.tables.slms, "llm": self.tables.llm_name,
+                    "datasets": list(dict.fromkeys(conf[DATASET])) if len(conf) else []}
+        return saved_part(study_root(), fields, compute, about)
+
+
+def part_key(fields: dict) -> str:
+    """sha256 of a part's key fields (JSON, sorted keys)."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+def saved_part(root: Path, fields: dict, compute, about=dict) -> dict:
+    """The tables of the part ``fields`` (its ``part`` name, ``inputs`` digests, ``settings``
+    and ``version``) under ``root/<part>__<key[:16]>/``: read when saved with this key, else
+    ``compute()`` (a dict name -> frame) is saved first, with ``about()`` (what a reader should
+    know: the models, datasets) and its wall time (``compute_seconds``) in ``study.json``.
+    Always read back from the parquet files, so a first run and a rerun give identical frames."""
+    key = part_key(fields)
+    path = Path(root) / f"{fields['part']}__{key[:16]}"
+    meta = path / "study.json"
+    if not (meta.exists() and json.loads(meta.read_text())["key"] == key):
+        start = time.perf_counter()
+        frames = compute()
+        seconds = round(time.perf_counter() - start, 1)
+        _write(path, frames, dict(fields, key=key, compute_seconds=seconds, **about()))
+    names = json.loads(meta.read_text())["tables"]
+    return {name: pd.read_parquet(path / f"{name}.parquet") for name in names}
 
 
 def _write(path: Path, frames: dict, meta: dict) -> None:

@@ -194,9 +194,11 @@ def decompose(shift: pd.DataFrame, value: str = D.WASSERSTEIN_RANK) -> pd.DataFr
 
 
 def export_calibration_sets(conf_table: pd.DataFrame, slms, methods, root: Path,
-                            shown_as: Path | None = None) -> pd.DataFrame:
+                            shown_as: Path | None = None,
+                            source: str | None = None) -> pd.DataFrame:
     """Algorithm 1 on all routable rows of each (slm, method), exported with
-    :func:`routelib.routing.calibration.export_calibration_set` to ``root/<slm>__<method>/``. One row
+    :func:`routelib.routing.calibration.export_calibration_set` to ``root/<slm>__<method>/``
+    (``source``: the line of each README saying where the confidences came from). One row
     per set: ``csv`` (under ``shown_as`` instead of ``root`` when given), items drawn, items and
     datasets pooled, and non-empty bins that yielded no item."""
     rows = []
@@ -206,7 +208,7 @@ def export_calibration_sets(conf_table: pd.DataFrame, slms, methods, root: Path,
             if pool.empty:
                 continue
             c = cal.build_calibration_set(pool)
-            csv = cal.export_calibration_set(c, Path(root) / f"{slm}__{m}")
+            csv = cal.export_calibration_set(c, Path(root) / f"{slm}__{m}", source)
             meta = c.attrs["calibration"]
             shown = Path(shown_as) / csv.relative_to(root) if shown_as is not None else csv
             rows.append({R.SLM: slm, R.METHOD: m, "csv": str(shown), "items": len(c),
