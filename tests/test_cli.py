@@ -346,12 +346,12 @@ def test_console_script_and_module_entry_point():
 
 
 def test_data_dir_is_prepended_to_the_data_path(tmp_path, monkeypatch, capsys):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    monkeypatch.setenv("ROUTELIB_DATA_PATH", "/old/root")
-    code, _, _ = run(capsys, "--data-dir", str(a), "--data-dir", str(b), "datasets")
-    assert code == 0
-    assert os.environ["ROUTELIB_DATA_PATH"] == f"{a}:{b}:/old/root"
+    a, b, old = tmp_path / "a", tmp_path / "b", tmp_path / "old"
+    a.mkdir(), b.mkdir(), old.mkdir()
+    monkeypatch.setenv("ROUTELIB_DATA_PATH", str(old))
+    code, _, err = run(capsys, "--data-dir", str(a), "--data-dir", str(b), "datasets")
+    assert code == 0, err
+    assert os.environ["ROUTELIB_DATA_PATH"] == f"{a}:{b}:{old}"
     line = one_error(capsys, "--data-dir", str(tmp_path / "nope"), "datasets")
     assert "argument --data-dir: no directory" in line and "nope" in line
 

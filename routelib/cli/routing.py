@@ -29,23 +29,34 @@ def check_cached(slms, limit: int | None, option: str = "--slm") -> None:
 def _complete_cache(slms, llm: str, limit):
     """Name an incomplete cache instead of pandas' ``No objects to concatenate`` or the bare
     ``not in the cache`` of the LLM tier's missing answers."""
+    from routelib.routing.tables import EmptyTables
     from routelib.uq.confidence import NotCached
     try:
         yield
+    except EmptyTables as exc:
+        raise (_no_llm_answers(llm, limit) if exc.llm_missing else
+               _no_results(slms, limit)) from None
     except NotCached as exc:
         if str(exc) != "not in the cache":  # the judge's, which name what is missing
             raise
-        raise o.CliError(f"--llm {llm}: its answers to the SLMs' datasets at --limit "
-                         f"{limit or 0} are not all in the cache under {config.cache_dir()}; "
-                         f"run `routelib generate --model {llm} --limit {limit or 0}` for them "
-                         "first") from None
+        raise _no_llm_answers(llm, limit) from None
     except ValueError as exc:
         if "No objects to concatenate" not in str(exc):
             raise
-        raise o.CliError(f"no complete results of {', '.join(slms)} at --limit {limit or 0} "
-                         f"under {config.cache_dir()}: the pages need the answers and the "
-                         "statistics of every UQ method on at least one dataset; run `routelib uq "
-                         f"--model {slms[0]} --limit {limit or 0}` first") from None
+        raise _no_results(slms, limit) from None
+
+
+def _no_llm_answers(llm: str, limit) -> o.CliError:
+    return o.CliError(f"--llm {llm}: its answers to the SLMs' datasets at --limit {limit or 0} "
+                      f"are not all in the cache under {config.cache_dir()}; run `routelib "
+                      f"generate --model {llm} --limit {limit or 0}` for them first")
+
+
+def _no_results(slms, limit) -> o.CliError:
+    return o.CliError(f"no complete results of {', '.join(slms)} at --limit {limit or 0} under "
+                      f"{config.cache_dir()}: the pages need the answers and the statistics of "
+                      "every UQ method on at least one dataset; run `routelib uq --model "
+                      f"{slms[0]} --limit {limit or 0}` first")
 
 
 def _published_export(args) -> int:

@@ -51,7 +51,7 @@ def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
     tables of the one loader (:func:`routelib.routing.tables.load`) and the saved routing study
     (:class:`routelib.routing.saved.RoutingStudy`). ``incomplete``: what the loader left out
     ("" when nothing), which :func:`render` prints under the title."""
-    t = tables.load(slms, llm, limit=limit)
+    t = tables.load(slms, llm, limit=limit).require_rows()
     rs = saved.RoutingStudy(t)
     out: dict[str, str] = {"slms": ", ".join(slms), "llm": llm, "limit": str(limit),
                            "train_limit": str(PROBE_TRAIN_LIMIT),

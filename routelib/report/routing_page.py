@@ -50,7 +50,7 @@ def write(slms, llm: str, limit: int | None = config.LIMIT, figures: Path | None
     ``figures`` (linked as ``figures_rel``), calibration sets exported under ``export``."""
     import matplotlib
     matplotlib.use("Agg")
-    t = tables.load(slms, llm, limit=limit)
+    t = tables.load(slms, llm, limit=limit).require_rows()
     rs = saved.RoutingStudy(t, saved.StudySettings(transfer_methods=tuple(transfer_methods)))
     fig = _Figures(figures, figures_rel)
     out = ["# Routing and calibration on our models\n",

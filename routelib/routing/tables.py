@@ -33,8 +33,18 @@ import pandas as pd
 
 from routelib import config
 from routelib.columns import CONFIDENCE_COLUMNS, DATASET, LLM_COLUMNS, METHOD, SLM
+from routelib.errors import RoutelibError
 from routelib.routing.study import llm_answers
 from routelib.uq import confidence
+
+
+class EmptyTables(RoutelibError):
+    """Nothing left to report on: no SLM statistics cached (``llm_missing`` False) or none on
+    a dataset the LLM tier has answered (``llm_missing`` True)."""
+
+    def __init__(self, message: str, llm_missing: bool):
+        super().__init__(message)
+        self.llm_missing = llm_missing
 
 
 @dataclass
@@ -56,6 +66,14 @@ class Tables:
     @property
     def datasets(self) -> list[str]:
         return list(dict.fromkeys(self.conf[DATASET])) if len(self.conf) else []
+
+    def require_rows(self) -> "Tables":
+        """``self``, or :class:`EmptyTables` when no (SLM, dataset) is left to report on."""
+        if len(self.conf):
+            return self
+        llm_missing = any("answers)" in d for m in self.missing.values() for d in m)
+        raise EmptyTables(f"no cached results to report on ({'; '.join(self.notes())})",
+                          llm_missing)
 
     def notes(self) -> list[str]:
         """One sentence per SLM and kind of gap; empty when the cache is complete."""
