@@ -92,7 +92,7 @@ def _dataset_panels(t: pd.DataFrame, dataset, what: str, col_wrap: int):
         datasets = [d for d in dict.fromkeys(dataset) if d in set(datasets)]   # as asked
     if not datasets:
         raise ValueError(f"the {what} is empty")
-    fig, axes = _facets(len(datasets), col_wrap, width=3.4 if col_wrap <= 3 else 4.0)
+    fig, axes = _facets(len(datasets), col_wrap, width=3.0 if col_wrap <= 3 else 4.0)
     return t, datasets, fig, axes
 
 
@@ -125,7 +125,7 @@ def auroc_heatmap(auroc_table: pd.DataFrame, slm: str | None = None, annot: bool
     datasets = list(dict.fromkeys(table[DATASET]))
     n_methods = len(set(table[METHOD]))
     n_rows, n_cols = (n_methods, len(datasets)) if rows == METHOD else (len(datasets), n_methods)
-    cell_w = 0.75 if rows == METHOD else 0.68
+    cell_w = 0.75 if rows == METHOD else 0.6
     fig, axes = plt.subplots(1, len(slms) + 1, layout="constrained", squeeze=False,
                              figsize=(len(slms) * (2.4 + cell_w * n_cols) + 0.8,
                                       1.6 + (0.45 if rows == METHOD else 0.36) * n_rows
@@ -193,7 +193,7 @@ def method_summary(ranking: pd.DataFrame | None = None, means: pd.DataFrame | No
     """One bar per (method, SLM): the mean AUROC over datasets (``ranking``:
     :func:`routelib.report.uq_page.method_ranking`; dashed line at chance) and/or the mean area
     under the routing curve minus the random router's (``means``: the routing study's
-    per-method means; 0 = no better than random). One panel per table given."""
+    per-method means; 0 = no better than random). One panel per table given, stacked."""
     import matplotlib.pyplot as plt
     panels = []
     if ranking is not None:
@@ -206,12 +206,13 @@ def method_summary(ranking: pd.DataFrame | None = None, means: pd.DataFrame | No
                        "area gain over random router", "Routing (0 = random)"))
     if not panels or any(p[0].empty for p in panels):
         raise ValueError("method_summary needs a non-empty ranking or routing means table")
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 0.6, 3.8),
+    # panels stacked, so each is as wide as a book page (about 700 px at 100 dpi)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.0, 3.4 * len(panels)),
                              layout="constrained", squeeze=False)
     slms = sorted(set(s for p in panels for s in p[0][SLM]))   # one colour per SLM, by name
     colors = dict(zip(slms, sns.color_palette("colorblind", len(slms))))
     width = 0.8 / len(slms)
-    for ax, (t, ref, ylabel, title) in zip(axes[0], panels):
+    for ax, (t, ref, ylabel, title) in zip(axes[:, 0], panels):
         methods = method_order(t[METHOD])
         for j, slm in enumerate(slms):
             color = colors[slm]
@@ -334,7 +335,7 @@ def calibration_vs_full(transfer_table_df: pd.DataFrame, target=None) -> Figure:
     targets = list(dict.fromkeys(t[TARGET]))
     if not targets:
         raise ValueError("the transfer table is empty")
-    fig, axes = plt.subplots(len(targets), 2, figsize=(10, 3.4 * len(targets)), squeeze=False,
+    fig, axes = plt.subplots(len(targets), 2, figsize=(8, 3.2 * len(targets)), squeeze=False,
                              layout="constrained")
     for (acc_ax, real_ax), name in zip(axes, targets):
         d = t[t[TARGET] == name]
