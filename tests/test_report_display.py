@@ -20,6 +20,8 @@ def test_table_rounds_hides_the_range_index_and_shows_shares_as_percentages():
     assert lines[2] == "| a\\|b | 0.123 | 31.4% | 14 |"
     assert lines[3] == "| c | – | 100.0% | 3 |"
     assert len(lines) == 4   # no index column, no note
+    assert display.table(pd.DataFrame({"gain": [-0.0001, -0.02]})).splitlines()[2:] == \
+        ["| 0.000 |", "| -0.020 |"]
 
 
 def test_table_turns_a_named_index_and_column_levels_into_columns():

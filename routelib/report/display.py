@@ -46,7 +46,8 @@ def _cell(value, column: str, digits: int, percent) -> str:
         x = float(value)
         if math.isnan(x):
             return "–"
-        return f"{100 * x:.1f}%" if column in percent else f"{x:.{digits}f}"
+        text = f"{100 * x:.1f}%" if column in percent else f"{x:.{digits}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.%") else text  # no -0.000
     if value is None or value is pd.NA or value is pd.NaT:
         return "–"
     return str(value).replace("|", "\\|").replace("\n", " ")

@@ -363,5 +363,5 @@ def calibration_vs_full(transfer_table_df: pd.DataFrame, target=None) -> Figure:
     axes[0][0].legend(fontsize="small")
     first = t.iloc[0]
     who = ", ".join(str(first[c]) for c in (SLM, LLM, METHOD) if c in t)
-    fig.suptitle(f"Thresholds transferred to unseen data vs. the target's own ({who})")
+    fig.suptitle(f"Thresholds transferred to unseen data vs. the target's own\n({who})")
     return fig
