@@ -292,3 +292,34 @@ def test_papermill_runs_a_chapter_with_other_parameters_on_the_models(tmp_path):
     assert len(list((cache / "answers" / "smollm2-135m").glob("*/eval__*/part-*.parquet"))) >= 2
     assert list((cache / "answers" / "qwen2.5-coder-0.5b").glob("*/eval__*/part-*.parquet"))
     assert list((cache / "stats" / "smollm2-135m").glob("*/*/p_true__*/part-*.parquet"))
+
+
+def test_representative_datasets_have_the_most_routing_headroom():
+    summary = pd.DataFrame({"dataset": list("abcdef"), "auc_oracle": [0.5] * 6,
+                            "auc_random": [0.40, 0.10, 0.30, 0.20, 0.45, 0.35]})
+    # headroom: b .40, d .30, c .20, f .15, a .10, e .05
+    assert book.representative_datasets(summary, 3) == ["b", "d", "c"]
+    assert book.representative_datasets(summary, 6) == list("bdcfae")
+    assert book.representative_datasets(summary.iloc[:2], 4) == ["b", "a"]
+    assert book.representative_datasets(summary.iloc[:0]) == []
+
+
+def test_routing_table_has_one_row_per_method_in_paper_order():
+    means = pd.DataFrame({"slm": ["s"] * 2, "method": ["p_true", "avg_token_prob"],
+                          "auc_uq": [0.3, 0.4], "auc_random": [0.25, 0.41],
+                          "beats_random": [5, 2], "datasets": [14, 13]})
+    t = book.routing_table(means)
+    assert list(t.index) == ["avg_token_prob", "p_true"]
+    assert t.loc["p_true", "s gain"] == pytest.approx(0.05)
+    assert t.loc["avg_token_prob", "s beats random"] == "2/13"
+
+
+def test_per_dataset_table_puts_each_slms_areas_side_by_side():
+    summary = pd.DataFrame({"slm": ["a", "a", "b", "a"], "dataset": ["d1", "d2", "d1", "d1"],
+                            "method": ["m", "m", "m", "other"], "auc_uq": [0.3, 0.4, 0.5, 0.9],
+                            "auc_random": [0.2, 0.3, 0.4, 0.1], "auc_oracle": [0.6] * 4})
+    t = book.per_dataset_table(summary, "m")
+    assert list(t.index) == ["d1", "d2"]
+    assert list(t.columns) == ["a area", "a random", "a oracle", "b area", "b random", "b oracle"]
+    assert t.loc["d1", "b area"] == 0.5 and pd.isna(t.loc["d2", "b area"])
+    assert book.per_dataset_table(summary, "nope").empty

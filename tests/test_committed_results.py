@@ -165,6 +165,16 @@ def test_findings_page_is_rendered_from_the_cache(repo_cache):
     assert (ROOT / "book" / "findings.md").read_text(encoding="utf-8") == findings.render(facts)
 
 
+def test_intro_is_rendered_from_the_cache(repo_cache, tmp_path):
+    from routelib.report import findings, intro
+    facts = intro.facts(list(SLMS), limit=config.LIMIT)
+    assert set(findings.fields(intro.TEMPLATE.read_text(encoding="utf-8"))) <= set(facts)
+    assert (ROOT / "book" / "intro.md").read_text(encoding="utf-8") == \
+        findings.render(facts, intro.TEMPLATE)
+    assert intro.FIGURE.exists()
+    assert "{figure} " + intro.FIGURE_LINK in (ROOT / "book" / "intro.md").read_text()
+
+
 def test_a_refit_would_change_the_probe_results(repo_cache, tmp_path, monkeypatch):
     """The perturbation above is not vacuous: with an empty probe store the (perturbed) refit
     gives other trained-probe confidences than the committed table holds."""

@@ -309,3 +309,37 @@ def test_calibration_vs_full_one_line_per_single_source(tables):
     fig = plots.calibration_vs_full(pd.concat(parts, ignore_index=True))
     assert list(_lines(fig.axes[0]))[1:] == ["single (d2)", "single (d3)"]
     _close(fig)
+
+
+# ---- the book's layouts ----------------------------------------------------------------------
+def test_auroc_heatmap_with_datasets_as_rows_is_the_transpose(tables):
+    table = metrics.auroc_table(tables[0])
+    fig = plots.auroc_heatmap(table, rows="dataset")
+    matrix, rows, cols = _heatmap_matrix(fig.axes[0])
+    assert rows == list(DATASETS) and cols == PAPER_ORDER
+    expected = table.pivot(index="dataset", columns="method", values="auroc").loc[rows, cols]
+    np.testing.assert_allclose(matrix.filled(np.nan), expected.to_numpy())
+    assert fig.axes[0].get_ylabel() == "dataset" and fig.axes[0].get_xlabel() == "UQ method"
+    _close(fig)
+    with pytest.raises(ValueError, match="rows='slm'"):
+        plots.auroc_heatmap(table, rows="slm")
+
+
+def test_method_summary_draws_each_slms_mean_per_method(tables):
+    conf = pd.concat([tables[0], tables[0].assign(slm="slm-b")], ignore_index=True)
+    from routelib.report.uq_page import method_ranking
+    ranking = method_ranking(metrics.auroc_table(conf))
+    means = pd.DataFrame({"slm": ["slm-a", "slm-b"], "method": ["p_true", "p_true"],
+                          "auc_uq": [0.4, 0.5], "auc_random": [0.35, 0.52]})
+    fig = plots.method_summary(ranking, means)
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_xticklabels()] == PAPER_ORDER
+    heights = sorted(round(p.get_height(), 6) for p in right.patches)
+    assert heights == [-0.02, 0.05]                       # gains over random, from 0
+    first = [p for p in left.patches][:3]                 # slm-a's bars start at chance
+    assert all(p.get_y() == 0.5 for p in first)
+    want = ranking[ranking["slm"] == "slm-a"].set_index("method").loc[PAPER_ORDER, "mean_auroc"]
+    np.testing.assert_allclose([0.5 + p.get_height() for p in first], want)
+    _close(fig)
+    with pytest.raises(ValueError, match="non-empty"):
+        plots.method_summary()

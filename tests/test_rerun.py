@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -25,8 +24,15 @@ CHAPTERS = ROOT / "book" / "chapters"
 
 def printed_commands(markdown: str) -> list[str]:
     """The ``papermill ...`` lines of the markdown's code blocks."""
-    blocks = re.findall(r"```(?:bash|sh)?\n(.*?)```", markdown, re.S)
-    return [line.strip() for b in blocks for line in b.splitlines()
+    blocks, fence = [], None   # fences paired in order, so a ```{figure} block is skipped
+    for line in markdown.splitlines():
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+            if fence is not None:
+                blocks.append([fence])
+        elif fence is not None:
+            blocks[-1].append(line)
+    return [line.strip() for b in blocks if b[0] in ("", "bash", "sh") for line in b[1:]
             if line.strip().startswith("papermill ")]
 
 

@@ -118,8 +118,13 @@ def cmd_findings(args) -> int:
                                               judge_name=args.judge or None,
                                               judge_limit=args.judge_limit or None),
                                Path(args.template))
-    Path(args.out).write_text(text, encoding="utf-8")
-    print(f"wrote {args.out}")
+        Path(args.out).write_text(text, encoding="utf-8")
+        print(f"wrote {args.out}")
+        if args.intro:
+            from routelib.report import intro
+            intro.write(args.slm, args.llm, limit=o.limit_arg(args), out=Path(args.intro),
+                        figure=Path(args.intro).parent / intro.FIGURE_LINK)
+            print(f"wrote {args.intro} and its figure {intro.FIGURE_LINK}")
     return 0
 
 
@@ -259,6 +264,9 @@ def add(sub) -> None:
                     help="the page template (default book/findings.md.in)")
     fd.add_argument("--out", type=o.output_file, default="book/findings.md",
                     help="the page to write (default book/findings.md)")
+    fd.add_argument("--intro", type=o.output_file, default="book/intro.md",
+                    help="also render the intro's findings and figure from book/intro.md.in "
+                         "here (default book/intro.md; '' for none)")
     fd.set_defaults(func=cmd_findings)
 
     _add_judge(sub)

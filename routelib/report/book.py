@@ -11,6 +11,9 @@ missing (hours on a CPU for the 14 datasets).
   on the same datasets, as a :class:`Cached`: the one loader,
   :mod:`routelib.routing.tables` (its rule for what is missing holds here too).
 - :func:`figure`: a routelib.report.plots figure, or a note when there is nothing to draw yet.
+- :func:`routing_table`, :func:`per_dataset_table`: the routing study, one row per method or
+  per dataset.
+- :func:`representative_datasets`: the few datasets the routing figures draw (most room).
 - :func:`routing`, :func:`relative_accuracy`, :func:`transfer`: the saved routing study
   (:class:`routelib.routing.saved.RoutingStudy`, computed once, read by the pages too);
   :func:`cost_view`, :func:`shift_summary`, :func:`decompose`, :func:`export_calibration_sets`:
@@ -99,6 +102,51 @@ def routing(cached: Cached, ratios=R.DEFAULT_RATIOS):
     (:class:`routelib.routing.saved.RoutingStudy`); empty frames when nothing is cached."""
     r = RoutingStudy(cached, StudySettings(ratios=tuple(ratios))).routing
     return r.simulation, r.summary, r.means
+
+
+def per_dataset_table(summary: pd.DataFrame, method: str) -> pd.DataFrame:
+    """One row per dataset and, per SLM, the area under the routing curve of ``method``'s
+    router, of the random router on the same items and of the oracle."""
+    rows = summary[summary[R.METHOD] == method]
+    frames = [g.set_index(R.DATASET)[["auc_uq", "auc_random", "auc_oracle"]].rename(
+        columns={"auc_uq": f"{slm} area", "auc_random": f"{slm} random",
+                 "auc_oracle": f"{slm} oracle"}) for slm, g in rows.groupby(R.SLM, sort=False)]
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, axis=1)
+    out.index.name = R.DATASET
+    return out
+
+
+def representative_datasets(summary: pd.DataFrame, k: int = 4) -> list[str]:
+    """The ``k`` datasets with the most room for routing: the largest mean area gain of the
+    oracle router over the random one (over SLMs and methods), largest first; the routing
+    figures draw these (near the floor, every router's curve is flat)."""
+    if summary.empty:
+        return []
+    room = (summary["auc_oracle"] - summary["auc_random"]).groupby(
+        summary[R.DATASET], sort=False).mean().sort_values(ascending=False, kind="stable")
+    return list(room.index[:k])
+
+
+def routing_table(means: pd.DataFrame) -> pd.DataFrame:
+    """The per-method means as one row per method (paper order) and, per SLM, the UQ router's
+    area, its gain over the random router and on how many datasets it beats it."""
+    from routelib.report.plots import method_order
+    frames = []
+    for slm, g in means.groupby(R.SLM, sort=False):
+        g = g.set_index(R.METHOD)
+        frames.append(pd.DataFrame({f"{slm} area": g["auc_uq"],
+                                    f"{slm} gain": g["auc_uq"] - g["auc_random"],
+                                    f"{slm} beats random": [f"{int(b)}/{int(d)}" for b, d in
+                                                            zip(g["beats_random"],
+                                                                g["datasets"])]}))
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, axis=1)
+    out = out.reindex(method_order(means[R.METHOD]))
+    out.index.name = R.METHOD
+    return out
 
 
 def best_methods(means: pd.DataFrame) -> dict:

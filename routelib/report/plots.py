@@ -2,6 +2,8 @@
 
 - :func:`auroc_heatmap` (Figure 1): AUROC per method and dataset, :func:`metrics.auroc_table`.
 - :func:`routing_curves` (Figure 2): accuracy vs. routing ratio, :func:`routing.simulate`.
+- :func:`method_summary`: per method and SLM, mean AUROC and routing area gain over random (the
+  intro's and chapter 3's summary).
 - :func:`relative_accuracy` (Figure 3): SLM / LLM accuracy on the most confident items kept,
   :func:`relative_accuracy_table` (a whole-table :func:`routing.relative_accuracy_top_k`).
 - :func:`confidence_distributions` (Figure 4): per-dataset vs. pooled confidence densities, a
@@ -86,39 +88,48 @@ def _dataset_panels(t: pd.DataFrame, dataset, what: str, col_wrap: int):
     panel per dataset (``dataset``: a name, a list, or ``None`` for all)."""
     t = _pick(t, DATASET, dataset, what) if dataset is not None else t
     datasets = list(dict.fromkeys(t[DATASET]))
+    if dataset is not None and not isinstance(dataset, str):
+        datasets = [d for d in dict.fromkeys(dataset) if d in set(datasets)]   # as asked
     if not datasets:
         raise ValueError(f"the {what} is empty")
-    fig, axes = _facets(len(datasets), col_wrap)
+    fig, axes = _facets(len(datasets), col_wrap, width=3.0 if col_wrap <= 3 else 4.0)
     return t, datasets, fig, axes
 
 
 def _legend(fig: Figure, ax) -> None:
     handles, labels = ax.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize="small")
+    fig.legend(handles, labels, loc="outside right center", fontsize="small")
 
 
 # ---- Figure 1 ------------------------------------------------------------------------------
 def auroc_heatmap(auroc_table: pd.DataFrame, slm: str | None = None, annot: bool = True,
-                  vmin: float = 0.3, vmax: float = 0.9) -> Figure:
+                  vmin: float = 0.3, vmax: float = 0.9, rows: str = METHOD) -> Figure:
     """AUROC per (method, dataset) from :func:`routelib.uq.metrics.auroc_table` (paper Figure 1).
 
-    Rows: methods in the paper's order (those present); columns: datasets in table order.
-    Diverging "RdBu_r" centred at 0.5 (chance), clipped to [vmin, vmax]. NaN AUROC (undefined)
-    and (method, dataset) pairs absent from the table are left blank on a grey ground. With
-    several SLMs and ``slm=None``: one panel per SLM, one shared colour bar.
+    ``rows=METHOD`` (the paper's layout): rows are methods in the paper's order (those present),
+    columns datasets in table order; ``rows=DATASET``: transposed, which fits 14 datasets into a
+    book page (one SLM per figure). Diverging "RdBu_r" centred at 0.5 (chance), clipped to
+    [vmin, vmax]. NaN AUROC (undefined) and (method, dataset) pairs absent from the table are
+    left blank on a grey ground. With several SLMs and ``slm=None``: one panel per SLM, one
+    shared colour bar.
     """
     import matplotlib.pyplot as plt
     check_columns(auroc_table, (SLM, DATASET, METHOD, AUROC), "AUROC table")
     check_unique(auroc_table, [SLM, DATASET, METHOD], "AUROC table")
+    if rows not in (METHOD, DATASET):
+        raise ValueError(f"rows={rows!r}: use {METHOD!r} or {DATASET!r}")
     table = _pick(auroc_table, SLM, slm, "AUROC table") if slm is not None else auroc_table
     if table.empty:
         raise ValueError("the AUROC table is empty")
     slms = list(dict.fromkeys(table[SLM]))
     datasets = list(dict.fromkeys(table[DATASET]))
-    n_rows = len(set(table[METHOD]))
+    n_methods = len(set(table[METHOD]))
+    n_rows, n_cols = (n_methods, len(datasets)) if rows == METHOD else (len(datasets), n_methods)
+    cell_w = 0.75 if rows == METHOD else 0.6
     fig, axes = plt.subplots(1, len(slms) + 1, layout="constrained", squeeze=False,
-                             figsize=(len(slms) * (2.4 + 0.75 * len(datasets)) + 0.8,
-                                      1.6 + 0.45 * n_rows),
+                             figsize=(len(slms) * (2.4 + cell_w * n_cols) + 0.8,
+                                      1.6 + (0.45 if rows == METHOD else 0.36) * n_rows
+                                      + (0 if rows == METHOD else 1.0)),
                              gridspec_kw={"width_ratios": [1] * len(slms) + [0.05]})
     axes = axes[0]
     missing = False
@@ -128,14 +139,19 @@ def auroc_heatmap(auroc_table: pd.DataFrame, slm: str | None = None, annot: bool
         wide = wide.reindex(index=method_order(sub[METHOD]),
                             columns=[d for d in datasets if d in set(sub[DATASET])])
         missing |= len(sub) < wide.size
+        wide = wide if rows == METHOD else wide.T
         ax.set_facecolor("0.85")
         sns.heatmap(wide.astype(float), ax=ax, cmap="RdBu_r", center=0.5, vmin=vmin, vmax=vmax,
                     annot=annot, fmt=".2f", linewidths=0.5, cbar=i == len(slms) - 1,
                     cbar_ax=axes[-1], cbar_kws={"label": "AUROC (0.5 = chance)"})
-        ax.set(title=f"SLM: {name}", xlabel="dataset", ylabel="UQ method" if i == 0 else "")
+        label = {METHOD: "UQ method", DATASET: "dataset"}
+        other = DATASET if rows == METHOD else METHOD
+        ax.set(title=f"SLM: {name}", xlabel=label[other], ylabel=label[rows] if i == 0 else "")
         ax.tick_params(axis="x", labelrotation=45)
+        if rows == DATASET:
+            plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     note = NAN_NOTE + ("; or not computed" if missing else "")
-    fig.suptitle(f"AUROC of confidence for correctness ({note})", fontsize="medium")
+    fig.suptitle(f"AUROC of confidence for correctness\n({note})", fontsize="medium")
     return fig
 
 
@@ -168,7 +184,54 @@ def routing_curves(sim_table: pd.DataFrame, dataset=None, slm: str | None = None
         ax.set(title=name, xlabel="routed to LLM (% of items)", ylabel="accuracy (%)",
                xlim=(0, 100))
     _legend(fig, axes[0])
-    fig.suptitle(f"Routing {t[SLM].iloc[0]} -> {t[LLM].iloc[0]}: accuracy vs. routing ratio")
+    fig.suptitle(f"Routing {t[SLM].iloc[0]} -> {t[LLM].iloc[0]}:\naccuracy vs. routing ratio")
+    return fig
+
+
+def method_summary(ranking: pd.DataFrame | None = None, means: pd.DataFrame | None = None
+                   ) -> Figure:
+    """One bar per (method, SLM): the mean AUROC over datasets (``ranking``:
+    :func:`routelib.report.uq_page.method_ranking`; dashed line at chance) and/or the mean area
+    under the routing curve minus the random router's (``means``: the routing study's
+    per-method means; 0 = no better than random). One panel per table given, stacked."""
+    import matplotlib.pyplot as plt
+    panels = []
+    if ranking is not None:
+        check_columns(ranking, (SLM, METHOD, "mean_auroc"), "method ranking")
+        panels.append((ranking.assign(value=ranking["mean_auroc"]), 0.5,
+                       "mean AUROC over datasets", "Alignment (0.5 = chance)"))
+    if means is not None:
+        check_columns(means, (SLM, METHOD, "auc_uq", "auc_random"), "routing means")
+        panels.append((means.assign(value=means["auc_uq"] - means["auc_random"]), 0.0,
+                       "area gain over random router", "Routing (0 = random)"))
+    if not panels or any(p[0].empty for p in panels):
+        raise ValueError("method_summary needs a non-empty ranking or routing means table")
+    # panels stacked, so each is as wide as a book page (about 700 px at 100 dpi)
+    fig, axes = plt.subplots(len(panels), 1, figsize=(7.0, 3.4 * len(panels)),
+                             layout="constrained", squeeze=False)
+    slms = sorted(set(s for p in panels for s in p[0][SLM]))   # one colour per SLM, by name
+    colors = dict(zip(slms, sns.color_palette("colorblind", len(slms))))
+    width = 0.8 / len(slms)
+    for ax, (t, ref, ylabel, title) in zip(axes[:, 0], panels):
+        methods = method_order(t[METHOD])
+        for j, slm in enumerate(slms):
+            color = colors[slm]
+            v = t[t[SLM] == slm].groupby(METHOD)["value"].mean().reindex(methods)
+            ax.bar(np.arange(len(methods)) + (j - (len(slms) - 1) / 2) * width, v - ref,
+                   width, bottom=ref, color=color, label=slm)
+        ax.axhline(ref, color="black", lw=1, ls="--")
+        ax.set_xticks(np.arange(len(methods)), methods, rotation=40, ha="right",
+                      rotation_mode="anchor")
+        ax.set(ylabel=ylabel, title=title)
+    axes[0][0].legend(fontsize="small", title="SLM", title_fontsize="small")
+    return fig
+
+
+def routing_gain(means: pd.DataFrame) -> Figure:
+    """:func:`method_summary` of the routing means alone (chapter 3's summary figure)."""
+    fig = method_summary(means=means)
+    fig.suptitle("Routing gain over a random router per UQ method, mean over the datasets",
+                 fontsize="medium")
     return fig
 
 
@@ -272,7 +335,7 @@ def calibration_vs_full(transfer_table_df: pd.DataFrame, target=None) -> Figure:
     targets = list(dict.fromkeys(t[TARGET]))
     if not targets:
         raise ValueError("the transfer table is empty")
-    fig, axes = plt.subplots(len(targets), 2, figsize=(10, 3.4 * len(targets)), squeeze=False,
+    fig, axes = plt.subplots(len(targets), 2, figsize=(8, 3.2 * len(targets)), squeeze=False,
                              layout="constrained")
     for (acc_ax, real_ax), name in zip(axes, targets):
         d = t[t[TARGET] == name]
@@ -300,5 +363,5 @@ def calibration_vs_full(transfer_table_df: pd.DataFrame, target=None) -> Figure:
     axes[0][0].legend(fontsize="small")
     first = t.iloc[0]
     who = ", ".join(str(first[c]) for c in (SLM, LLM, METHOD) if c in t)
-    fig.suptitle(f"Thresholds transferred to unseen data vs. the target's own ({who})")
+    fig.suptitle(f"Thresholds transferred to unseen data vs. the target's own\n({who})")
     return fig

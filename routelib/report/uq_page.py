@@ -5,6 +5,7 @@ markdown for the docs and the book.
   the mean rank among methods per dataset (1 = best; datasets where any method's AUROC is
   undefined are skipped for ranks), and on how many datasets the 95% bootstrap interval lies
   entirely above 0.5.
+- :func:`ranking_wide`, :func:`discard_table`: the compact tables of the book's chapter 2.
 - :func:`auroc_markdown`: one dataset x method table per SLM, ``0.71 [0.60, 0.81]`` per cell,
   ``undefined`` where all items are correct or all wrong, and discard counts for verbalized
   methods.
@@ -39,6 +40,33 @@ def method_ranking(auroc: pd.DataFrame) -> pd.DataFrame:
                         "n_datasets": int(col.notna().sum()), "n_ranked": len(ranks),
                         "n_above_chance": len(above)})
     return pd.DataFrame(out)
+
+
+def ranking_wide(auroc: pd.DataFrame) -> pd.DataFrame:
+    """:func:`method_ranking` with one row per method (paper order) and, per SLM, its mean
+    AUROC, mean rank and datasets with the interval above 0.5: the book's compact table."""
+    rank = method_ranking(auroc)
+    frames = []
+    for slm, g in rank.groupby("slm", sort=False):
+        frames.append(g.set_index("method")[["mean_auroc", "mean_rank", "n_above_chance"]]
+                      .rename(columns={"mean_auroc": f"{slm} AUROC",
+                                       "mean_rank": f"{slm} rank",
+                                       "n_above_chance": f"{slm} above 0.5"}))
+    out = pd.concat(frames, axis=1) if frames else pd.DataFrame()
+    out.index.name = "method"
+    return out.reindex(_methods(rank)) if len(out) else out
+
+
+def discard_table(conf_table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`routelib.uq.confidence.discard_summary` with the first discard reason of each
+    setting, the highest rates first."""
+    disc = discard_summary(conf_table)
+    if disc.empty:
+        return disc.assign(reason=pd.Series(dtype=str))
+    reasons = conf_table[conf_table["discarded"]].groupby(
+        ["slm", "dataset", "method"])["discard_reason"].first()
+    disc["reason"] = [reasons[(r.slm, r.dataset, r.method)] for r in disc.itertuples()]
+    return disc.sort_values("rate", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def _cell(r) -> str:

@@ -1,0 +1,119 @@
+"""Tables and sentences as the book shows them: markdown that a notebook cell displays.
+
+- :class:`Markdown`: a ``str`` that Jupyter renders as markdown (``_repr_markdown_``), so a
+  chapter cell ends with ``display.table(...)`` and needs no IPython import; papermill stores it
+  as ``text/markdown`` and the book renders it as a GitHub table.
+- :func:`table`: a data frame as a markdown table without the pandas index (a named index, as in
+  a pivot, becomes ordinary columns), floats rounded to ``digits``, shares in :data:`PERCENT`
+  as percentages with one decimal, missing values as ``–``. With ``top``, a longer table shows
+  its first ``top`` rows and writes the whole table to ``book/_static/tables/<csv>.csv``
+  (copied into the built book), linked under it; :func:`download` writes and links a table
+  without showing it.
+- :func:`sentences`: a chapter's conclusions as a markdown list.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# the book copies book/_static/ into its HTML (html_static_path); a chapter page
+# (book/chapters/NN.html) links the folder as TABLES_LINK
+TABLES_DIR = REPO_ROOT / "book" / "_static" / "tables"
+TABLES_LINK = "../../_static/tables"
+# columns holding a share in [0, 1], shown as a percentage with one decimal
+PERCENT = frozenset({"accuracy", "slm_accuracy", "llm_accuracy", "slm_acc", "llm_acc", "gap",
+                     "ci_low", "ci_high", "ratio_95_uq", "ratio_95_oracle", "ratio_95_random",
+                     "rate", "routed", "ratio", "keep_fraction", "share"})
+
+
+class Markdown(str):
+    """Markdown text; Jupyter displays it rendered."""
+
+    def _repr_markdown_(self) -> str:
+        return str(self)
+
+
+def _cell(value, column: str, digits: int, percent) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        x = float(value)
+        if math.isnan(x):
+            return "–"
+        text = f"{100 * x:.1f}%" if column in percent else f"{x:.{digits}f}"
+        return text[1:] if text.startswith("-") and not text.strip("-0.%") else text  # no -0.000
+    if value is None or value is pd.NA or value is pd.NaT:
+        return "–"
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def _label(c) -> str:
+    return f"{c:g}" if isinstance(c, (float, np.floating)) else str(c)
+
+
+def flat(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a named index turned into columns (an unnamed range index dropped) and
+    column levels joined: what :func:`table` shows."""
+    out = frame.copy()
+    if isinstance(out.columns, pd.MultiIndex):
+        out.columns = [" ".join(_label(c) for c in col if str(c)) for col in out.columns]
+    else:
+        out.columns = [_label(c) for c in out.columns]
+    named = any(n is not None for n in out.index.names)
+    out = out.reset_index() if named else out.reset_index(drop=True)
+    out.columns = [str(c) for c in out.columns]
+    return out
+
+
+def markdown_rows(frame: pd.DataFrame, digits: int = 3, percent=PERCENT) -> str:
+    """The GitHub table of ``frame`` (already :func:`flat`); numbers right-aligned."""
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+               for c in frame.columns]
+    head = "| " + " | ".join(frame.columns) + " |"
+    rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
+    rows = ["| " + " | ".join(_cell(v, c, digits, percent) for c, v in zip(frame.columns, r))
+            + " |" for r in frame.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+def table(frame: pd.DataFrame, digits: int = 3, top: int | None = None, csv: str | None = None,
+          percent=PERCENT, tables_dir: Path | None = None) -> Markdown:
+    """``frame`` as a markdown table (see the module doc). ``top`` rows at most; when the table
+    is longer and ``csv`` names it, the whole table is written to ``tables_dir/<csv>.csv``
+    (default :data:`TABLES_DIR`, full precision) and linked; without ``csv`` the rows left out
+    are counted."""
+    t = flat(frame)
+    shown = t if top is None or len(t) <= top else t.head(top)
+    text = markdown_rows(shown, digits, percent)
+    if len(shown) < len(t):
+        note = f"\n\nThe first {len(shown)} of {len(t)} rows."
+        if csv:
+            folder = Path(tables_dir) if tables_dir is not None else TABLES_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            t.to_csv(folder / f"{csv}.csv", index=False, float_format="%.6g")
+            note += f" The whole table: [{csv}.csv]({TABLES_LINK}/{csv}.csv)."
+        text += note
+    return Markdown(text)
+
+
+def download(frame: pd.DataFrame, name: str, what: str, tables_dir: Path | None = None
+             ) -> Markdown:
+    """Write ``frame`` (:func:`flat`) to ``tables_dir/<name>.csv`` (default :data:`TABLES_DIR`)
+    and return a line linking it: "``what``: [name.csv](tables/name.csv) (N rows)"."""
+    folder = Path(tables_dir) if tables_dir is not None else TABLES_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    t = flat(frame)
+    t.to_csv(folder / f"{name}.csv", index=False, float_format="%.6g")
+    return Markdown(f"{what}: [{name}.csv]({TABLES_LINK}/{name}.csv) ({len(t)} rows).")
+
+
+def sentences(lines) -> Markdown:
+    """Sentences (a list of strings) as one markdown list: what a chapter shows."""
+    items = [s for s in lines if s]
+    return Markdown("\n".join(f"- {s}" for s in items) if items else "Nothing cached to sum up.")
