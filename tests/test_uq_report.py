@@ -49,3 +49,26 @@ def test_markdown_shows_undefined_intervals_and_discards():
     a_row = next(line for line in md.splitlines() if line.startswith("| a |"))
     assert a_row.startswith("| a | 80 | ") and "[" in a_row      # N counts discarded items too
     assert "| s | a | verbal_1s | 80 | 10 | 12% | no confidence in output |" in md
+
+
+def test_too_few_settings_are_left_out_of_means_ranks_and_counts():
+    table = conf_table()
+    # dataset "e": 3 correct of 60, perfectly separated by perplexity (AUROC 1.0) and
+    # anti-separated by p_true (0.0): defined but not estimable, so it must move nothing
+    rows = [dict(slm="s", dataset="e", item_id=f"e{i}", method=m,
+                 confidence=(float(i < 3) if m == "perplexity" else float(i >= 3)) + 0.001 * i,
+                 correct=i < 3, discarded=False, discard_reason="")
+            for i in range(60) for m in ("perplexity", "p_true", "verbal_1s")]
+    with_e = pd.concat([table, pd.DataFrame(rows)], ignore_index=True)
+    base = uq_report.method_ranking(metrics.auroc_table(table, ci=True, n_boot=200))
+    auc = metrics.auroc_table(with_e, ci=True, n_boot=200)
+    assert auc.set_index(["dataset", "method"]).loc[("e", "perplexity"), "auroc"] == 1.0
+    rk = uq_report.method_ranking(auc)
+    cols = ["mean_auroc", "mean_rank", "n_datasets", "n_ranked", "n_above_chance"]
+    pd.testing.assert_frame_equal(rk[cols], base[cols])
+    assert rk["n_too_few"].tolist() == [2, 2, 2]  # "e", and "d" (all correct)
+    md = uq_report.auroc_markdown(auc, with_e)
+    e_row = next(line for line in md.splitlines() if line.startswith("| e |"))
+    assert e_row == "| e | 60 | too few (3/60) | too few (3/60) | too few (3/60) |"
+    a_row = next(line for line in md.splitlines() if line.startswith("| a |"))
+    assert a_row.endswith("(n=70) |")  # verbal_1s scored 70 of a's 80 items

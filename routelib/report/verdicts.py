@@ -29,11 +29,11 @@ import pandas as pd
 
 from routelib.columns import DATASET, METHOD, SLM
 from routelib.routing import factors
+from routelib.uq.metrics import MIN_CORRECT, MIN_WRONG, estimable_mask
 
 REPRODUCED, PARTLY, NOT_REPRODUCED, UNDECIDED = ("reproduced", "partly", "not reproduced",
                                                   "undecided")
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, UNDECIDED)
-MIN_CORRECT = MIN_WRONG = 10  # an AUROC needs at least this many correct and wrong items
 Z95 = 1.959963984540054
 
 
@@ -117,12 +117,9 @@ def interval_sign(a_low, a_high, b_low, b_high) -> float:
 
 def estimable_auroc(auroc: pd.DataFrame) -> pd.DataFrame:
     """Rows of an AUROC table (:func:`routelib.uq.metrics.auroc_table` with ``ci=True``) that
-    can be estimated: at least MIN_CORRECT correct and MIN_WRONG wrong kept items and an
-    interval."""
-    kept = auroc["n"] - auroc["n_discarded"] if "n_discarded" in auroc else auroc["n"]
-    wrong = kept - auroc["n_correct"]
-    ok = (auroc["n_correct"] >= MIN_CORRECT) & (wrong >= MIN_WRONG) & auroc["ci_low"].notna()
-    return auroc[ok]
+    can be estimated (:func:`routelib.uq.metrics.estimable_mask`: at least MIN_CORRECT correct
+    and MIN_WRONG wrong kept items; ``n`` counts the kept items) and have an interval."""
+    return auroc[estimable_mask(auroc) & auroc["ci_low"].notna()]
 
 
 def _best(rows: pd.DataFrame) -> pd.Series | None:
