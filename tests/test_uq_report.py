@@ -48,7 +48,7 @@ def test_markdown_shows_undefined_intervals_and_discards():
     assert d_row == "| d | 5 | undefined | undefined | undefined |"
     a_row = next(line for line in md.splitlines() if line.startswith("| a |"))
     assert a_row.startswith("| a | 80 | ") and "[" in a_row      # N counts discarded items too
-    assert "| s | a | verbal_1s | 80 | 10 | 12% | no confidence in output |" in md
+    assert "| s | a | verbal_1s | 80 | 10 | 12% | no confidence in output (10) |" in md
 
 
 def test_too_few_settings_are_left_out_of_means_ranks_and_counts():
@@ -72,3 +72,19 @@ def test_too_few_settings_are_left_out_of_means_ranks_and_counts():
     assert e_row == "| e | 60 | too few (3/60) | too few (3/60) | too few (3/60) |"
     a_row = next(line for line in md.splitlines() if line.startswith("| a |"))
     assert a_row.endswith("(n=70) |")  # verbal_1s scored 70 of a's 80 items
+
+
+def test_verbal_1s_accuracy_beside_the_greedy_answer():
+    rows = []
+    for i in range(4):  # greedy right on items 0-2, the one-stage answer right on item 0 only
+        rows.append(dict(slm="s", dataset="a", item_id=f"a{i}", method="perplexity",
+                         confidence=0.5, correct=i < 3, discarded=False, discard_reason=""))
+        rows.append(dict(slm="s", dataset="a", item_id=f"a{i}", method="verbal_1s",
+                         confidence=np.nan if i == 3 else 0.9, correct=i == 0,
+                         discarded=i == 3, discard_reason="x" if i == 3 else ""))
+    t = uq_report.verbal_1s_accuracy(pd.DataFrame(rows))
+    assert t.to_dict("records") == [dict(slm="s", dataset="a", items=4, greedy_accuracy=0.75,
+                                         verbal_1s_accuracy=0.25, verbal_1s_scored=3)]
+    md = uq_report.verbal_1s_markdown(pd.DataFrame(rows))
+    assert "| s | a | 4 | 75.0% | 25.0% | 3 |" in md
+    assert uq_report.verbal_1s_markdown(pd.DataFrame(rows[::2])) == ""

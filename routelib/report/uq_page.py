@@ -95,18 +95,64 @@ def auroc_markdown(auroc: pd.DataFrame, conf_table: pd.DataFrame | None = None) 
                      "its 95% bootstrap interval (resampled within each class), and the items "
                      "scored (n=) where the method discarded some of the dataset's N.\n")
     if conf_table is not None:
+        parts.append(verbal_1s_markdown(conf_table))
         disc = discard_summary(conf_table)
         parts.append("### Discarded items\n")
         if len(disc):
-            parts.append("| slm | dataset | method | items | discarded | rate | reason |")
+            parts.append("| slm | dataset | method | items | discarded | rate | reasons |")
             parts.append("|---|---|---|---:|---:|---:|---|")
-            reasons = conf_table[conf_table["discarded"]].groupby(
-                ["slm", "dataset", "method"])["discard_reason"].first()
             for _, r in disc.iterrows():
                 parts.append(f"| {r['slm']} | {r['dataset']} | {r['method']} | {r['items']} | "
-                             f"{r['discarded']} | {r['rate']:.0%} | "
-                             f"{reasons[(r['slm'], r['dataset'], r['method'])]} |")
+                             f"{r['discarded']} | {r['rate']:.0%} | {r['reasons']} |")
         else:
             parts.append("None.")
         parts.append("")
     return "\n".join(parts)
+
+
+VERBAL_1S_COLUMNS = ("slm", "dataset", "items", "greedy_accuracy", "verbal_1s_accuracy",
+                     "verbal_1s_scored")
+
+
+def verbal_1s_accuracy(conf_table: pd.DataFrame) -> pd.DataFrame:
+    """Per (slm, dataset) with ``verbal_1s`` rows: the items, the accuracy of the greedy answer
+    (the ``correct`` of the other methods' rows), the accuracy of the answer inside the
+    one-stage verbal output (its own rows' ``correct``, over every item) and how many of its
+    items have a confidence (scored, not discarded)."""
+    rows = []
+    for (slm, ds), g in conf_table.groupby(["slm", "dataset"], sort=False):
+        v = g[g["method"] == "verbal_1s"]
+        other = g[g["method"] != "verbal_1s"]
+        if v.empty:
+            continue
+        greedy = other[other["method"] == other["method"].iloc[0]] if len(other) else other
+        rows.append(dict(slm=slm, dataset=ds, items=len(v),
+                         greedy_accuracy=float(greedy["correct"].mean()) if len(greedy)
+                         else np.nan,
+                         verbal_1s_accuracy=float(v["correct"].mean()),
+                         verbal_1s_scored=int(v["confidence"].notna().sum())))
+    return pd.DataFrame(rows, columns=list(VERBAL_1S_COLUMNS))
+
+
+def verbal_1s_markdown(conf_table: pd.DataFrame) -> str:
+    """The table of :func:`verbal_1s_accuracy` with a line on what it means ("" when no
+    ``verbal_1s`` rows)."""
+    t = verbal_1s_accuracy(conf_table)
+    if t.empty:
+        return ""
+    lines = ["### Verbalization-1s: graded on its own answer\n",
+             "The one-stage prompt asks for the answer and its confidence in one output; "
+             "verbal_1s is graded on the answer in that output (letter, true/false, number or "
+             "text), so its AUROC and routing use that answer's correctness. Its accuracy "
+             "beside the greedy answer's (all items; *scored*: items with a usable "
+             "confidence):\n",
+             "| slm | dataset | items | greedy answer | verbal-1s answer | scored |",
+             "|---|---|---:|---:|---:|---:|"]
+    for r in t.itertuples(index=False):
+        lines.append(f"| {r.slm} | {r.dataset} | {r.items} | {r.greedy_accuracy:.1%} | "
+                     f"{r.verbal_1s_accuracy:.1%} | {r.verbal_1s_scored} |")
+    for slm, g in t.groupby("slm", sort=False):
+        lines.append(f"\n{slm}, mean over {len(g)} datasets: greedy "
+                     f"{g['greedy_accuracy'].mean():.1%}, verbal-1s answer "
+                     f"{g['verbal_1s_accuracy'].mean():.1%}.")
+    return "\n".join(lines) + "\n"
