@@ -42,7 +42,9 @@ from routelib.routing.relative import DEFAULT_KEEP
 from routelib.routing.simulation import DEFAULT_RATIOS
 from routelib.routing.tables import Tables
 
-STUDY_VERSION = 1  # bump when routing.study / simulation / relative / calibration change results
+# bump when routing.study / simulation / relative / calibration change results (2: Fig. 3
+# against the LLM on the same kept items; per-method baselines; the random-sample strategy)
+STUDY_VERSION = 2
 TRANSFER_METHODS = ("ood_probe", "perplexity")  # the paper's two methods in Section 4
 
 
