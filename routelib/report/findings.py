@@ -97,29 +97,37 @@ def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
 
 
 def _routing(means: pd.DataFrame) -> dict[str, str]:
-    """Fig. 2: routing areas, ratios to reach 95% of the LLM, and the order of the methods."""
+    """Fig. 2: routing areas, ratios to reach 95% of the LLM, and the order of the methods,
+    each method against its *own* random and oracle routers (on exactly the items it scored,
+    ``items``); never against a baseline pooled over methods."""
     out = {}
     for _, r in means.iterrows():
         s, m = tag(r[R.SLM]), tag(r[R.METHOD])
         out[f"auc__{s}__{m}"] = _f(r["auc_uq"])
         out[f"beats__{s}__{m}"] = str(int(r["beats_random"]))
         out[f"auc_random__{s}__{m}"] = _f(r["auc_random"])
+        out[f"auc_oracle__{s}__{m}"] = _f(r["auc_oracle"])
+        out[f"gain__{s}__{m}"] = f"{r['auc_uq'] - r['auc_random']:+.3f}"
+        out[f"items__{s}__{m}"] = str(int(r["items"]))
         out[f"ratio95__{s}__{m}"] = _pct(r["ratio_95_uq"])
         out[f"ratio95_random__{s}__{m}"] = _pct(r["ratio_95_random"])
     for slm, g in means.groupby(R.SLM, sort=False):
         s = tag(slm)
-        # references on all items: a method that discards nothing (perplexity) sees every item
-        ref = g[g[R.METHOD] == "perplexity"].iloc[0] if (g[R.METHOD] == "perplexity").any() \
-            else g.iloc[0]
+        # the references of the method that scored the most items (nearly all of them)
+        ref = g.loc[g["items"].idxmax()]
+        out[f"ref_method__{s}"], out[f"ref_items__{s}"] = ref[R.METHOD], str(int(ref["items"]))
         out[f"auc_oracle__{s}"], out[f"slm_accuracy__{s}"] = _f(ref["auc_oracle"]), \
             _pct(ref["slm_accuracy"])
+        out[f"auc_random__{s}"] = _f(ref["auc_random"])
         out[f"llm_accuracy__{s}"] = _pct(ref["llm_accuracy"])
-        best = g.loc[g["auc_uq"].idxmax()]
-        out[f"auc_best_method__{s}"], out[f"auc_best__{s}"] = best[R.METHOD], _f(best["auc_uq"])
-        out[f"auc_random__{s}"] = _f(g["auc_random"].mean())
+        gain = g["auc_uq"] - g["auc_random"]
+        best = g.loc[gain.idxmax()]
+        out[f"gain_best_method__{s}"] = best[R.METHOD]
+        out[f"gain_best__{s}"] = f"{gain.max():+.3f}"
         out[f"routing_order__{s}"] = ", ".join(
-            f"{r[R.METHOD]} {_f(r['auc_uq'])} ({int(r['beats_random'])}/{int(r['datasets'])})"
-            for _, r in g.sort_values("auc_uq", ascending=False).iterrows())
+            f"{r[R.METHOD]} {_f(r['auc_uq'])} vs its random {_f(r['auc_random'])} "
+            f"({int(r['beats_random'])}/{int(r['datasets'])} datasets, N = {int(r['items'])})"
+            for _, r in g.assign(_gain=gain).sort_values("_gain", ascending=False).iterrows())
     return out
 
 

@@ -26,7 +26,7 @@ _RATIO_COLUMNS = ("uq", "oracle", "random")
 SUMMARY_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD, R.N, "slm_accuracy", "llm_accuracy") + \
     tuple(f"{k}_{r}" for r in _RATIO_COLUMNS for k in ("auc", f"ratio_{int(SHARE * 100)}"))
 MEANS_COLUMNS = (R.SLM, R.LLM, R.METHOD, "slm_accuracy", "llm_accuracy") + SUMMARY_COLUMNS[7:] \
-    + ("datasets", "beats_random")
+    + ("datasets", "beats_random", "items")
 TOP_K_TABLE_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD) + R.TOP_K_COLUMNS
 SHIFT_SUMMARY_COLUMNS = (R.SLM, R.METHOD, "datasets", "ks_mean", "ks_max", "w_rank_mean",
                          "w_rank_max")
@@ -107,12 +107,15 @@ def routing_summary(sim: pd.DataFrame, share: float = SHARE) -> pd.DataFrame:
 
 def method_means(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean over datasets per (slm, llm, method) of the numeric columns of
-    :func:`routing_summary`, plus how often the UQ router beats the random one (AUC)."""
+    :func:`routing_summary`, plus how often the UQ router beats the random one (AUC) and
+    ``items``, the items the method actually scored (its routable items, summed over its
+    datasets). Every reference (oracle, random) is the method's own, on exactly its items."""
     num = summary.select_dtypes("number").columns.drop("n")
     g = summary.groupby([R.SLM, R.LLM, R.METHOD], sort=False)
     out = g[list(num)].mean()
     out["datasets"] = g.size()
     out["beats_random"] = g.apply(lambda d: int((d["auc_uq"] > d["auc_random"]).sum()))
+    out["items"] = g["n"].sum().astype(int)
     return out.reset_index()
 
 
