@@ -287,7 +287,7 @@ def test_calibration_vs_full_plots_transfer_columns(tables):
     assert acc_ax.get_title() == "target: d2"
     d = result[result["target"] == "d2"]
     acc, real = _lines(acc_ax), _lines(real_ax)
-    assert list(acc) == ["ground truth (own data)", "calibration", "pooled", "single"]
+    assert list(acc) == ["ground truth (own data)", "calibration", "random", "pooled", "single"]
     cal = d[d["strategy"] == "calibration"]
     np.testing.assert_allclose(acc["calibration"].get_ydata(), 100 * cal["accuracy"])
     np.testing.assert_allclose(real["calibration"].get_ydata(), 100 * cal["realized_ratio"])

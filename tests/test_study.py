@@ -74,7 +74,7 @@ def pooled_ratio_error(conf: pd.DataFrame, target: str, ratio: float) -> float:
 def test_transfer_study_errors_are_the_hand_checked_values():
     conf, llm = tables()
     table, errors = study.transfer_study(conf, llm, ["s"], ["perplexity"])
-    assert len(table) == 3 * 3 * 21 and len(errors) == len(TRANSFER)
+    assert len(table) == 3 * 4 * 21 and len(errors) == len(TRANSFER) + 3  # + random, per target
     got = errors.set_index(["target", "strategy"])
     for key, values in TRANSFER.items():
         row = got.loc[key]
@@ -89,7 +89,7 @@ def test_transfer_study_errors_are_the_hand_checked_values():
         assert got.loc[(target, "pooled"), "max_abs_ratio_error"] == \
             pytest.approx(max(direct), abs=1e-12)
     means = study.transfer_means(errors).set_index("strategy")
-    assert len(means) == 3
+    assert len(means) == 4
     assert means.loc["pooled", "mean_abs_ratio_error"] == \
         pytest.approx((67 + 21 + 54) / 1140 / 3, abs=1e-12)
 

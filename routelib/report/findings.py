@@ -62,11 +62,19 @@ def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
     out.update(_routing(rs.routing.means))
     out.update(_relative(rs.routing.relative))
     out.update(_shift(t.conf))
-    out.update(_transfer(rs.transfer.means))
-    out.update(findings_verdicts.verdict_facts(auc, rs.routing.summary, t.conf, n_boot))
+    out.update(_transfer(rs.transfer.means, rs.transfer.spread))
+    out.update(findings_verdicts.verdict_facts(auc, rs.routing.summary, t.conf, n_boot,
+                                               transfer_spread=_spread(rs)))
     if judge_name:
         out.update(_judge(slms, t.conf, judge_name, judge_limit))
     return out
+
+
+def _spread(rs: saved.RoutingStudy) -> pd.DataFrame | None:
+    try:
+        return rs.transfer.spread
+    except cal.CalibrationError:
+        return None
 
 
 def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
@@ -171,14 +179,24 @@ def _shift(conf: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _transfer(means: pd.DataFrame) -> dict[str, str]:
-    """Section 4: mean transfer errors per SLM, method and strategy."""
+def _transfer(means: pd.DataFrame, spread: pd.DataFrame) -> dict[str, str]:
+    """Section 4: mean transfer errors per SLM, method and strategy; the mean over targets of
+    each strategy's spread (sd over runs); on how many targets the calibration set's error is
+    below the plain random sample's."""
     out = {}
     for _, r in means.iterrows():
         s, m, st = tag(r[R.SLM]), tag(r[R.METHOD]), r[cal.STRATEGY]
         out[f"transfer__{s}__{m}__{st}"] = _f(r["mean_abs_ratio_error"])
         out[f"transfer_max__{s}__{m}__{st}"] = _f(r["max_abs_ratio_error"])
         out[f"transfer_gap__{s}__{m}__{st}"] = _f(r["mean_accuracy_gap"])
+    for (slm, m), g in spread.groupby([R.SLM, R.METHOD], sort=False):
+        s, t = tag(slm), tag(m)
+        for st, h in g.groupby(cal.STRATEGY, sort=False):
+            out[f"transfer_sd__{s}__{t}__{st}"] = _f(h["error_sd"].mean())
+        w = g.pivot_table(index="target", columns=cal.STRATEGY, values="error")
+        if {"calibration", "random"} <= set(w.columns):
+            out[f"cal_beats_random__{s}__{t}"] = \
+                f"{int((w['calibration'] < w['random']).sum())}/{len(w)}"
     return out
 
 

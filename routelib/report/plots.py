@@ -39,6 +39,7 @@ KEEP_FRACTION, N_KEPT, SLM_ACCURACY, LLM_ACCURACY, RELATIVE_ACCURACY = TOP_K_COL
 METHOD_PALETTE = dict(zip(uq.METHODS, sns.color_palette("tab10", len(uq.METHODS))))
 _EXTRA = sns.color_palette("Dark2", 8)
 STRATEGY_STYLE = {"calibration": dict(color="tab:red", ls="-"),
+                  "random": dict(color="tab:orange", ls="-."),
                   "pooled": dict(color="tab:green", ls="--"),
                   "single": dict(color="tab:purple", ls=":")}
 NAN_NOTE = "blank = undefined: all items correct or all wrong"

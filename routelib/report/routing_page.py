@@ -143,7 +143,9 @@ def _transfer_section(rs: saved.RoutingStudy, slms, fig: _Figures) -> list[str]:
         return out + [f"Not computed: {exc}."]
     out.append("Leave-one-dataset-out: thresholds for ratios 5%..95% chosen on the other "
                "datasets and applied to the target. `calibration`: Algorithm 1 (30 bins, 10% "
-               "per bin, 3 runs); `pooled`: all other data, no binning; `single`: one other "
+               "per bin, 3 runs); `random`: a plain random 10% sample of the same pool (same "
+               "seeds, 3 runs; the baseline that tests the binning); `pooled`: all other data, "
+               "no binning; `single`: one other "
                "dataset (averaged over the choices). Mean over targets of: |realized - "
                "requested| ratio (mean and max over ratios), and accuracy minus the target's "
                "own-data curve.\n")
@@ -154,11 +156,7 @@ def _transfer_section(rs: saved.RoutingStudy, slms, fig: _Figures) -> list[str]:
         out.append(f"| {r[R.SLM]} | {r[R.METHOD]} | {r[cal.STRATEGY]} | "
                    f"{fmt(r['mean_abs_ratio_error'])} | {fmt(r['max_abs_ratio_error'])} | "
                    f"{fmt(r['mean_accuracy_gap'])} |")
-    out.append("\nPer target (calibration strategy):\n")
-    per = tr.errors[tr.errors[cal.STRATEGY] == "calibration"].pivot_table(
-        index=cal.TARGET, columns=[R.SLM, R.METHOD], values="mean_abs_ratio_error")
-    per.columns = [f"{slm} / {m}" for slm, m in per.columns]
-    out.append(per.to_markdown(floatfmt=".3f"))
+    out += _spread_tables(tr.spread)
     methods = [m for m in rs.settings.transfer_methods if m in set(tr.table[R.METHOD])]
     for slm in slms:
         for m in methods:
@@ -166,6 +164,22 @@ def _transfer_section(rs: saved.RoutingStudy, slms, fig: _Figures) -> list[str]:
             if len(t):
                 out.append(fig.save(plots.calibration_vs_full(
                     t, target=_show(t, slm, cal.TARGET, 3)), f"calibration_vs_full_{slm}_{m}.png"))
+    return out
+
+
+def _spread_tables(spread: pd.DataFrame) -> list[str]:
+    """Per (slm, method): per target, each strategy's mean realized-ratio error ± its standard
+    deviation over the runs (calibration and random: 3 draws; single: the source datasets;
+    pooled: one, deterministic)."""
+    out = ["\nPer target: mean |realized - requested| ratio ± its standard deviation over the "
+           "runs (calibration and random: the 3 draws; single: over the source datasets; pooled "
+           "is deterministic).\n"]
+    cell = spread.assign(_c=[f"{e:.3f} ± {sd:.3f}" for e, sd in
+                             zip(spread["error"], spread["error_sd"])])
+    for (slm, m), g in cell.groupby([R.SLM, R.METHOD], sort=False):
+        t = g.pivot(index=cal.TARGET, columns=cal.STRATEGY, values="_c")
+        t = t[[c for c in cal.STRATEGIES if c in t.columns]]
+        out += [f"\n{slm} / {m}:\n", t.to_markdown()]
     return out
 
 

@@ -139,6 +139,27 @@ def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, meth
     return table, cal.transfer_errors(table)
 
 
+def transfer_run_errors(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
+                        runs_: int = 3, ratios=R.DEFAULT_RATIOS,
+                        seed: int = config.SEED) -> pd.DataFrame:
+    """:func:`routelib.routing.transfer_runs.transfer_runs` for every (slm, method) with two
+    datasets or more, every target and strategy: one mean realized-ratio error per run."""
+    from routelib.routing.transfer_runs import transfer_runs
+    frames = []
+    for slm in slms:
+        for m in methods:
+            rows = pooled_for(conf_table, slm, m)
+            if rows[R.DATASET].nunique() < 2:
+                continue
+            llm = matched_llm(rows, llm_table)
+            frames += [transfer_runs(rows, llm, slm, m, t, strategy=st, runs=runs_,
+                                     ratios=tuple(ratios), seed=seed)
+                       for t in dict.fromkeys(rows[R.DATASET]) for st in cal.STRATEGIES]
+    if not frames:
+        raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
+    return pd.concat(frames, ignore_index=True)
+
+
 def transfer_means(errors: pd.DataFrame) -> pd.DataFrame:
     """Mean over targets of the transfer errors, per (slm, method, strategy)."""
     num = [c for c in errors.select_dtypes("number").columns]
