@@ -88,3 +88,17 @@ def test_verbal_1s_accuracy_beside_the_greedy_answer():
     md = uq_report.verbal_1s_markdown(pd.DataFrame(rows))
     assert "| s | a | 4 | 75.0% | 25.0% | 3 |" in md
     assert uq_report.verbal_1s_markdown(pd.DataFrame(rows[::2])) == ""
+
+
+def test_a_method_estimable_on_few_datasets_is_not_ranked_but_the_others_are():
+    rows = []
+    for ds in ("a", "b", "c"):
+        for m, auc in (("perplexity", 0.7), ("p_true", 0.6), ("verbal_1s", 0.9)):
+            few = m == "verbal_1s" and ds != "a"     # estimable on 1 of 3 datasets only
+            rows.append(dict(slm="s", dataset=ds, method=m, auroc=auc, ci_low=auc - 0.05,
+                             ci_high=auc + 0.05, n=100, n_discarded=0,
+                             n_correct=3 if few else 50, n_boot_skipped=0))
+    rk = uq_report.method_ranking(pd.DataFrame(rows)).set_index("method")
+    assert rk.loc["perplexity", "mean_rank"] == 1.0 and rk.loc["p_true", "mean_rank"] == 2.0
+    assert np.isnan(rk.loc["verbal_1s", "mean_rank"]) and rk.loc["verbal_1s", "n_too_few"] == 2
+    assert (rk["n_ranked"] == 3).all() and rk.loc["verbal_1s", "mean_auroc"] == 0.9

@@ -87,11 +87,15 @@ def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
         lo, hi = g.loc[g["mean_auroc"].idxmin()], g.loc[g["mean_auroc"].idxmax()]
         out[f"auroc_min__{s}"], out[f"auroc_min_method__{s}"] = _f(lo["mean_auroc"]), lo["method"]
         out[f"auroc_max__{s}"], out[f"auroc_max_method__{s}"] = _f(hi["mean_auroc"]), hi["method"]
-        ordered = g.sort_values(["mean_rank", "method"])
+        ordered = g[g["mean_rank"].notna()].sort_values(["mean_rank", "method"])
+        unranked = g.loc[g["mean_rank"].isna(), "method"].tolist()
         out[f"rank_order__{s}"] = ", ".join(
-            f"{r['method']} {_f(r['mean_rank'], 2)}" for _, r in ordered.iterrows())
-        out[f"best__{s}"], out[f"worst__{s}"] = ordered.iloc[0]["method"], \
-            ordered.iloc[-1]["method"]
+            f"{r['method']} {_f(r['mean_rank'], 2)}" for _, r in ordered.iterrows()) + (
+            f"; not ranked (estimable on fewer than half the datasets): {', '.join(unranked)}"
+            if unranked else "")
+        out[f"best__{s}"], out[f"worst__{s}"] = (ordered.iloc[0]["method"],
+                                                  ordered.iloc[-1]["method"]) if len(ordered) \
+            else ("–", "–")
         for _, r in g.iterrows():
             m = tag(r["method"])
             out[f"rank__{s}__{m}"] = _f(r["mean_rank"], 2)

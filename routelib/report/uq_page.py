@@ -4,7 +4,8 @@ markdown for the docs and the book.
 - :func:`method_ranking`: per SLM and method, the mean AUROC over the datasets where it is
   *estimable* (at least :data:`routelib.uq.metrics.MIN_CORRECT` correct and
   :data:`~routelib.uq.metrics.MIN_WRONG` wrong kept items), the mean rank among methods per
-  dataset (1 = best; datasets where any method is not estimable are skipped for ranks), on how
+  dataset (1 = best; methods estimable on fewer than half the datasets are not ranked, and
+  datasets where a ranked method is not estimable are skipped for ranks), on how
   many estimable datasets the 95% bootstrap interval lies entirely above 0.5, and on how many
   the setting had too few items.
 - :func:`auroc_markdown`: one dataset x method table per SLM, ``0.71 [0.60, 0.81]`` per cell,
@@ -13,6 +14,8 @@ markdown for the docs and the book.
   counts.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -37,14 +40,19 @@ def method_ranking(auroc: pd.DataFrame) -> pd.DataFrame:
         est = g[ok[g.index]]
         wide = est.pivot(index="dataset", columns="method", values="auroc")
         wide = wide.reindex(columns=_methods(g))
-        complete = wide.dropna()
+        # a method estimable on fewer than half the datasets is not ranked (it would leave
+        # no dataset where every method can be compared)
+        rankable = [m for m in wide.columns
+                    if wide[m].notna().sum() >= max(1, math.ceil(g["dataset"].nunique() / 2))]
+        complete = wide[rankable].dropna()
         ranks = complete.rank(axis=1, ascending=False)
         for m in _methods(g):
             col = wide[m]
             above = est[(est["method"] == m) & (est["ci_low"] > 0.5)] if "ci_low" in est \
                 else est.iloc[:0]
             out.append({"slm": slm, "method": m, "mean_auroc": float(col.mean()),
-                        "mean_rank": float(ranks[m].mean()) if len(ranks) else np.nan,
+                        "mean_rank": float(ranks[m].mean()) if len(ranks) and m in ranks
+                        else np.nan,
                         "n_datasets": int(col.notna().sum()), "n_ranked": len(ranks),
                         "n_above_chance": len(above),
                         "n_too_few": int(((g["method"] == m) & ~ok[g.index]).sum())})
@@ -88,7 +96,9 @@ def auroc_markdown(auroc: pd.DataFrame, conf_table: pd.DataFrame | None = None) 
             parts.append(f"| {r['method']} | {r['mean_auroc']:.3f} | {r['mean_rank']:.2f} | "
                          f"{r['n_datasets']} | {r['n_above_chance']} | {r['n_too_few']} |")
         parts.append(f"\nMean rank over the {int(rk['n_ranked'].max()) if len(rk) else 0} "
-                     "datasets where every method's AUROC is estimable (1 = best). A setting is "
+                     "datasets where every ranked method's AUROC is estimable (1 = best; a "
+                     "method estimable on fewer than half the datasets is not ranked: nan). "
+                     "A setting is "
                      f"estimable with at least {MIN_CORRECT} correct and {MIN_WRONG} wrong kept "
                      f"items; below that the cell reads \"{TOO_FEW} (correct/kept)\" and the "
                      "setting is left out of means, ranks and counts. Cells give the AUROC and "
