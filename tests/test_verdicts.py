@@ -113,7 +113,7 @@ def test_assess_marks_untestable_claims_and_decides_the_rest():
     # touches 0.5 (neither): 4 of 8 support
     assert t.loc["obs3", ["estimable", "supports", "contradicts"]].tolist() == [8, 4, 0]
     assert t.loc["ins1", "reason"] == "only 0 estimable settings"   # 1 item per cell
-    assert t.loc["ins2", "reason"] == V.NO_RULE_YET and t.loc["ins2", "verdict"] == V.UNDECIDED
+    assert t.loc["ins2", "reason"] == V.NO_TRANSFER and t.loc["ins2", "verdict"] == V.UNDECIDED
 
 
 # ---- Insight 2 --------------------------------------------------------------------------------

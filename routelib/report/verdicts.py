@@ -257,6 +257,7 @@ CLAIMS = (
           "datasets sets routing thresholds for a dataset never seen."),
 )
 NO_RULE_YET = "no rule-based test yet"
+NO_TRANSFER = "no leave-one-dataset-out transfer study on these outputs"
 ASSESS_COLUMNS = ("claim", "name", "paper", "estimable", "supports", "contradicts", "verdict",
                   "reason")
 
@@ -295,7 +296,7 @@ def assess(auroc: pd.DataFrame, summary: pd.DataFrame, conf: pd.DataFrame,
         else:
             e = _evidence(c, auroc, summary, conf, transfer_spread)
             if e is None:
-                row["reason"] = NO_RULE_YET
+                row["reason"] = NO_TRANSFER if c.key == "ins2" else NO_RULE_YET
             else:
                 row.update(estimable=e.estimable, supports=e.supports,
                            contradicts=e.contradicts, verdict=decide(e, rule))
