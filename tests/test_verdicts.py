@@ -157,7 +157,7 @@ def test_insight2_counts_by_hand_and_needs_runs():
     assert V.calibration_transfers(spread) == Evidence(3, 1, 1)
     one_run = spread_rows([("a", [0.05], 0.05, 0.2)])
     assert V.calibration_transfers(one_run) == Evidence(0, 0, 0)
-    assert "t-interval" in V.rule_text()
+    assert "t-interval" in V.INSIGHT2_RULE
 
 
 def test_assess_decides_insight2_from_the_transfer_spread():

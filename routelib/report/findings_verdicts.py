@@ -77,6 +77,7 @@ def verdict_facts(auroc: pd.DataFrame, summary: pd.DataFrame, conf: pd.DataFrame
     saved study's ``transfer.spread``)."""
     embedded = V.assess(auroc, summary, conf, transfer_spread=transfer_spread)
     published, note = published_assessment(n_boot)
-    return {"verdict_rule": V.rule_text(), "verdict_table": verdict_markdown(embedded, published),
+    return {"verdict_rule": V.rule_text(), "insight2_rule": V.INSIGHT2_RULE,
+            "verdict_table": verdict_markdown(embedded, published),
             "verdict_contradictions": contradictions(embedded, published),
             "published_note": note}

@@ -91,7 +91,7 @@ def rule_text(rule: Rule = RULE) -> str:
             f"{rule.max_against:.0%} contradict it; *not reproduced* when the reverse holds "
             f"(or some contradict it and none supports it); *partly* when more support than "
             f"contradict it. An AUROC is estimable with at least {MIN_CORRECT} correct and "
-            f"{MIN_WRONG} wrong items. {INSIGHT2_RULE}")
+            f"{MIN_WRONG} wrong items.")
 
 
 def count(signs) -> Evidence:
