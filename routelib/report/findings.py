@@ -101,6 +101,10 @@ def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
             out[f"rank__{s}__{m}"] = _f(r["mean_rank"], 2)
             out[f"auroc__{s}__{m}"] = _f(r["mean_auroc"])
             out[f"above_chance__{s}__{m}"] = str(int(r["n_above_chance"]))
+        v1 = uq_report.verbal_1s_accuracy(conf[conf[R.SLM] == slm])
+        if len(v1):
+            out[f"verbal_1s_acc__{s}"] = _pct(v1["verbal_1s_accuracy"].mean())
+            out[f"greedy_acc__{s}"] = _pct(v1["greedy_accuracy"].mean())
         flat = auc[(auc[R.SLM] == slm) & (auc[R.METHOD] == "verbal_1s")]
         if len(flat) and "ci_low" in flat:
             const = ((flat["ci_high"] - flat["ci_low"]).abs() < 1e-12) | flat["auroc"].isna()
