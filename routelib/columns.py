@@ -20,4 +20,4 @@ LLM_COLUMNS = (LLM, DATASET, ITEM_ID, CORRECT)
 CURVE_COLUMNS = (RATIO, ACCURACY, ROUTED, THRESHOLD)
 SIM_COLUMNS = (SLM, LLM, DATASET, METHOD, ROUTER, RATIO, ACCURACY, ROUTED, THRESHOLD, N)
 TOP_K_COLUMNS = ("keep_fraction", "n_kept", "slm_accuracy", "llm_accuracy",
-                 "relative_accuracy")
+                 "relative_accuracy", "llm_accuracy_all", "relative_to_all")

@@ -230,3 +230,38 @@ def test_export_writes_the_csv_and_a_readme_with_the_parameters(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(cal.CalibrationError, match="pass a directory"):
         cal.export_calibration_set(c, tmp_path / "file")
+
+
+# ---- the random-sample baseline and per-run spread -----------------------------------------
+def test_random_sample_is_a_plain_ten_percent_draw_in_the_seed():
+    pool = _pool()                                   # 44 items -> round_half_up(4.4) = 4
+    got = cal.random_sample(pool.iloc[::-1], seed=7)  # row order must not matter
+    want = np.sort(np.random.default_rng(7).choice(44, size=4, replace=False))
+    assert got["item_id"].tolist() == [f"d{i:03d}" for i in want]
+    assert len(cal.random_sample(pool, fraction=0.01)) == 1  # at least one item
+    assert not got.equals(cal.random_sample(pool, seed=8))
+
+
+def test_transfer_runs_keep_each_draw_and_average_to_transfer():
+    from routelib.routing import transfer_runs as TR
+    conf, llm = _tables({"a": 0.0, "b": 0.5, "c": -0.5}, n=400)
+    ratios = (0.0, 0.2, 0.5, 0.8, 1.0)
+    for strategy, n_runs in (("random", 3), ("calibration", 3), ("pooled", 1), ("single", 2)):
+        runs = TR.transfer_runs(conf, llm, "s", "m", "c", strategy=strategy, ratios=ratios)
+        assert runs["run"].tolist() == list(range(n_runs)), strategy
+        mean = cal.transfer(conf, llm, "s", "m", "c", strategy=strategy, ratios=ratios)
+        inner = mean[(mean["ratio"] > 0) & (mean["ratio"] < 1)]["ratio_error"].mean()
+        assert runs["mean_abs_ratio_error"].mean() == pytest.approx(inner, abs=1e-12), strategy
+    r = TR.transfer_runs(conf, llm, "s", "m", "c", strategy="random", ratios=ratios, seed=1)
+    assert r["mean_abs_ratio_error"].nunique() > 1  # the draws differ
+
+
+def test_run_spread_by_hand():
+    from routelib.routing import transfer_runs as TR
+    runs = pd.DataFrame({"slm": "s", "llm": "L", "method": "m", "target": "t",
+                         "strategy": ["random"] * 3 + ["pooled"], "run": [0, 1, 2, 0],
+                         "mean_abs_ratio_error": [0.1, 0.2, 0.3, 0.05]})
+    sp = TR.run_spread(runs).set_index("strategy")
+    assert sp.loc["random", ["error", "error_sd", "error_min", "error_max", "runs"]].tolist() \
+        == pytest.approx([0.2, 0.1, 0.1, 0.3, 3])
+    assert sp.loc["pooled", "error_sd"] == 0.0 and sp.loc["pooled", "runs"] == 1

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from routelib.models.fake import FakeBackend
-from routelib.uq import confidence, methods as uq, statcache
+from routelib.uq import confidence, methods as uq, statcache, verbal
 
 
 def fake(**kw):
@@ -20,12 +20,12 @@ def test_confidence_table_counts_discards(use_data_dir):
     assert len(table) == 10
     v = table[table["method"] == "verbal_2s"]
     assert v["discarded"].all() and v["confidence"].isna().all()
-    assert set(v["discard_reason"]) == {uq.Verbal2S.discards}
+    assert set(v["discard_reason"]) == {verbal.NO_NUMBER}
     p = table[table["method"] == "perplexity"]
     assert not p["discarded"].any() and (p["confidence"] > 0).all()
     summary = confidence.discard_summary(table)
-    assert summary[["method", "items", "discarded", "rate"]].values.tolist() == [
-        ["verbal_2s", 5, 5, 1.0]]
+    assert summary[["method", "items", "discarded", "rate", "reasons"]].values.tolist() == [
+        ["verbal_2s", 5, 5, 1.0, f"{verbal.NO_NUMBER} (5)"]]
     # gsm8k answers in the fixture: 18, 3, 42, 42, 7; the fake answers 42
     assert p["correct"].tolist() == [False, False, True, True, False]
 
@@ -35,6 +35,20 @@ def test_verbal_numbers_are_read(use_data_dir):
         "fake", ["gsm8k"], ["verbal_1s"], limit=5, progress=False,
         backend=fake(respond=lambda p: "42\nConfidence: 80%" if "Confidence" in p else "42"))
     assert table["confidence"].tolist() == [0.8] * 5 and not table["discarded"].any()
+
+
+def test_verbal_1s_is_graded_on_its_own_answer(use_data_dir):
+    # gsm8k answers in the fixture: 18, 3, 42, 42, 7; the greedy answer is 42 (right on items
+    # 3 and 4), the one-stage output answers 18 (right on item 1 only)
+    def respond(p):
+        return "18\nConfidence: 0 to 100" if "Confidence" in p else "The answer is 42."
+    table = confidence.confidence_table("fake", ["gsm8k"], ["perplexity", "verbal_1s"], limit=5,
+                                        progress=False, backend=fake(respond=respond))
+    v = table[table["method"] == "verbal_1s"]
+    p = table[table["method"] == "perplexity"]
+    assert p["correct"].tolist() == [False, False, True, True, False]
+    assert v["correct"].tolist() == [True, False, False, False, False]
+    assert v["discarded"].all() and set(v["discard_reason"]) == {verbal.STATED_SCALE}
 
 
 def test_unknown_method_or_dataset_is_refused(use_data_dir):

@@ -232,8 +232,17 @@ def test_extract_number_reports_marker():
     ("the living room", (), "The living room.\nQ: what next?", True, "living room", "text_em", 1.0),
     # F1 above the threshold: pred {created, by, walt, disney} vs gold {walt, disney} -> 2/3
     ("Walt Disney", (), "created by Walt Disney", True, "created by walt disney", "text_f1", 2 / 3),
-    # exactly at the threshold: pred {clean, cat} vs gold {clean, mouse} -> P = R = F1 = 1/2
-    ("a clean mouse", (), "Clean cat", True, "clean cat", "text_f1", 0.5),
+    # F1 1/2, below the threshold 0.6 (passed under the earlier F1 >= 0.5 rule)
+    ("a clean mouse", (), "Clean cat", False, "clean cat", "text_f1", 0.5),
+    # the examples: F1 exactly 1/2, wrong by reading, now wrong
+    ("150 years", (), "19 years", False, "19 years", "text_f1", 0.5),
+    ("Jill, Jim, Jeff and Chris", (), "bob and jill", False, "bob and jill", "text_f1", 0.5),
+    # every gold token in the answer: right whatever the F1 (P 1/4, R 1, F1 2/5)
+    ("the kitchen", (), "in the kitchen at home", True, "in kitchen at home", "text_recall",
+     0.4),
+    # exactly at the threshold: 3 of 5 tokens in common both ways -> F1 3/5
+    ("red blue green pink gray", (), "red blue green black white", True,
+     "red blue green black white", "text_f1", 0.6),
     # F1 below the threshold: 1 common token of 4 and 2 -> P 1/4, R 1/2, F1 1/3
     ("Mickey Mouse", (), "a famous cartoon mouse character", False,
      "famous cartoon mouse character", "text_f1", 1 / 3),
@@ -262,11 +271,10 @@ def test_grade_text(gold, aliases, response, correct, extracted, rule, score):
 
 
 def test_text_threshold_is_inclusive():
-    assert TEXT_F1_THRESHOLD == 0.5
-    assert token_f1("clean cat", "a clean mouse") == pytest.approx(0.5)
-    assert token_f1("clean cat in house", "a clean mouse") == pytest.approx(1 / 3)
-    assert grade(coqa("a clean mouse"), "clean cat").correct
-    assert not grade(coqa("a clean mouse"), "clean cat in house").correct
+    assert TEXT_F1_THRESHOLD == 0.6
+    assert token_f1("p q r d e", "p q r x y") == pytest.approx(0.6)
+    assert grade(coqa("p q r x y"), "p q r d e").correct
+    assert not grade(coqa("p q r x y z"), "p q r d e").correct  # F1 6/11, recall 1/2
 
 
 @pytest.mark.parametrize("a, b, f1", [

@@ -63,3 +63,16 @@ def test_committed_page_matches_the_labels_and_cache(monkeypatch):
     items = G.labelled_answers()
     assert len(items) == 100 and items["label"].isin([0, 1]).all()
     assert (ROOT / "docs" / "coqa_grading.md").read_text() == G.grading_markdown(items)
+
+
+def test_the_grader_in_use_is_the_chosen_rule():
+    items = pd.DataFrame(dict(model="m", label=[1, 0, 1, 0],
+                              record=[coqa("the kitchen"), coqa("150 years"),
+                                      coqa("red blue green pink gray"), coqa("Richard and Ethel")],
+                              response=["in the kitchen at home", "19 years",
+                                        "red blue green black white", "Richard"]))
+    t = G.agreement(items).set_index("rule")
+    chosen = t.loc["recall=1 or f1>=0.6"]
+    assert t.loc[G.IN_USE].tolist() == chosen.tolist() and chosen["agree"] == 4
+    # f1>=0.5 misses the kitchen (F1 0.4) and passes "19 years" and "Richard" (F1 0.5)
+    assert t.loc["f1>=0.5", "agree"] == 1

@@ -80,11 +80,12 @@ def test_bootstrap_ci_contains_estimate_and_is_deterministic():
     assert r.ci_low < narrow.ci_low < narrow.ci_high < r.ci_high
 
 
-def test_bootstrap_skips_one_class_resamples():
-    # one wrong item among 4: P(a resample has no wrong item) = (3/4)^4 = 0.32
+def test_bootstrap_never_skips_resamples():
+    # one wrong item among 4: a plain bootstrap would lack it in (3/4)^4 = 32% of resamples;
+    # the stratified one keeps it in every resample
     r = M.auroc_with_ci([0.9, 0.8, 0.7, 0.1], [1, 1, 1, 0], n_boot=400, seed=50)
     assert r.value == 1.0 and r.ci_low == r.ci_high == 1.0
-    assert 0.2 * 400 < r.n_boot_skipped < 0.45 * 400
+    assert r.n_boot_skipped == 0
 
 
 def conf_table():
@@ -132,3 +133,22 @@ def test_auroc_table_checks_its_input():
         M.auroc_table(df.drop(columns="confidence"))
     with pytest.raises(ValueError, match="duplicate"):
         M.auroc_table(pd.concat([df, df.iloc[:1]]))
+
+
+def test_stratified_bootstrap_keeps_both_classes_hand_computed():
+    # one correct item (0.5) and three wrong (0.1, 0.9, 0.9): every stratified resample keeps
+    # the correct item, so its AUROC is the share of resampled wrong items below 0.5,
+    # Binomial(3, 1/3) / 3: P(0) = 8/27, P(1/3) = 12/27, P(2/3) = 6/27, P(1) = 1/27
+    conf, correct = [0.5, 0.1, 0.9, 0.9], [1, 0, 0, 0]
+    r = M.auroc_with_ci(conf, correct, n_boot=4000, seed=50)
+    assert r.value == pytest.approx(1 / 3) and r.n_boot_skipped == 0
+    assert (r.ci_low, r.ci_high) == (0.0, 1.0)  # P(0) and P(1) both exceed 2.5%
+    mid = M.auroc_with_ci(conf, correct, n_boot=4000, seed=50, alpha=0.8)  # 40% and 60%
+    assert mid.ci_low == mid.ci_high == pytest.approx(1 / 3)
+
+
+def test_estimable_needs_ten_of_each_class():
+    assert M.MIN_CORRECT == M.MIN_WRONG == 10
+    assert M.is_estimable(10, 20) and not M.is_estimable(9, 200) and not M.is_estimable(191, 200)
+    t = pd.DataFrame({"n": [200, 200, 20, 15], "n_correct": [1, 100, 10, 10]})
+    assert M.estimable_mask(t).tolist() == [False, True, True, False]

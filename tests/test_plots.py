@@ -195,7 +195,8 @@ def test_relative_accuracy_table_by_hand():
     # routed (2.5 rounds half up) = d0, d3 (one right); 100% -> 3 of 5 right
     # e: LLM always right; ties routed by item id, so keeping 1 of 4 keeps e3 (wrong), 2 of
     # 4 keep e2, e3 (one right); all: 2 of 4 right
-    expected = {("d", 0.2): (1, 1.0, 0.8, 1.25), ("d", 0.5): (2, 0.5, 0.8, 0.625),
+    # the LLM on the same kept items: d0 right (1.0); d0, d3 right (1.0); all: 4 of 5
+    expected = {("d", 0.2): (1, 1.0, 1.0, 1.0), ("d", 0.5): (2, 0.5, 1.0, 0.5),
                 ("d", 1.0): (5, 0.6, 0.8, 0.75), ("e", 0.2): (1, 0.0, 1.0, 0.0),
                 ("e", 0.5): (2, 0.5, 1.0, 0.5), ("e", 1.0): (4, 0.5, 1.0, 0.5)}
     assert len(top) == len(expected)
@@ -204,6 +205,10 @@ def test_relative_accuracy_table_by_hand():
         assert row["n_kept"] == n_kept, key
         assert (row["slm_accuracy"], row["llm_accuracy"], row["relative_accuracy"]) == \
             pytest.approx((slm_acc, llm_acc, rel)), key
+    # against the LLM on all of d (0.8): 1.25 and 0.625, the old reading, kept as its own column
+    assert got.loc[("d", 0.2), "relative_to_all"] == pytest.approx(1.25)
+    assert got.loc[("d", 0.5), "relative_to_all"] == pytest.approx(0.625)
+    assert (got.loc["d", "llm_accuracy_all"] == 0.8).all()
 
 
 def test_relative_accuracy_plots_one_line_per_method(tables):
@@ -282,7 +287,7 @@ def test_calibration_vs_full_plots_transfer_columns(tables):
     assert acc_ax.get_title() == "target: d2"
     d = result[result["target"] == "d2"]
     acc, real = _lines(acc_ax), _lines(real_ax)
-    assert list(acc) == ["ground truth (own data)", "calibration", "pooled", "single"]
+    assert list(acc) == ["ground truth (own data)", "calibration", "random", "pooled", "single"]
     cal = d[d["strategy"] == "calibration"]
     np.testing.assert_allclose(acc["calibration"].get_ydata(), 100 * cal["accuracy"])
     np.testing.assert_allclose(real["calibration"].get_ydata(), 100 * cal["realized_ratio"])

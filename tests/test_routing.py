@@ -185,13 +185,20 @@ def test_ratio_to_reach_interpolates_the_first_crossing():
 def test_relative_accuracy_top_k_hand_values():
     conf = np.arange(10)[::-1] / 10                          # most confident first
     slm = np.array([1, 1, 1, 0, 1, 0, 0, 1, 0, 0], dtype=bool)
-    llm = np.array([1] * 8 + [0] * 2, dtype=bool)             # LLM accuracy 0.8 on all items
+    llm = np.array([0, 1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)  # LLM accuracy 0.7 on all items
     t = relative.relative_accuracy_top_k(slm, llm, conf, [1.0, 0.5, 0.3, 0.25, 0.0])
     assert list(t.columns) == list(routing.TOP_K_COLUMNS)
     assert t["n_kept"].tolist() == [10, 5, 3, 2, 0]           # 0.25 keeps 10 - round(7.5) = 2
     assert t["slm_accuracy"].tolist()[:4] == pytest.approx([0.5, 0.8, 1.0, 1.0])
-    assert t["relative_accuracy"].tolist()[:4] == pytest.approx([0.625, 1.0, 1.25, 1.25])
-    assert math.isnan(t["slm_accuracy"].iloc[4]) and (t["llm_accuracy"] == 0.8).all()
+    # the LLM on the same kept items: all 10 -> 0.7, top 5 -> 4/5, top 3 -> 2/3, top 2 -> 1/2
+    assert t["llm_accuracy"].tolist()[:4] == pytest.approx([0.7, 0.8, 2 / 3, 0.5])
+    assert t["relative_accuracy"].tolist()[:4] == pytest.approx([0.5 / 0.7, 1.0, 1.5, 2.0])
+    # the fixed reference: the LLM's accuracy on all items
+    assert (t["llm_accuracy_all"] == 0.7).all()
+    assert t["relative_to_all"].tolist()[:4] == pytest.approx([0.5 / 0.7, 0.8 / 0.7, 1 / 0.7,
+                                                              1 / 0.7])
+    assert math.isnan(t["slm_accuracy"].iloc[4]) and math.isnan(t["llm_accuracy"].iloc[4])
+    assert math.isnan(t["relative_accuracy"].iloc[4])
 
 
 def test_cost_curve_hand_values():

@@ -234,3 +234,19 @@ def test_a_backend_that_cannot_score_options_answers_by_generating(gen):
     df = gen("commonsenseqa", backend=NoScores(respond=lambda p: "B"))
     assert set(df["style"]) == {"generate"} and df["option_scores"].isna().all()
     assert df["extracted"].notna().all()
+
+
+def test_cached_answers_are_regraded_by_todays_grader(gen, fresh_cache_dir):
+    gen()
+    # a part whose stored grades are stale (as if written by an older grading rule)
+    path = run_folder(fresh_cache_dir)
+    part = path / "part-00000.parquet"
+    stale = pd.read_parquet(part)
+    stale["correct"] = True
+    stale["grade_rule"] = "old"
+    stale.to_parquet(part, index=False)
+    df = gen(backend=FakeBackend(respond=lambda p: "never asked"))
+    # gold answers 18, 3, 42, 42, 7; the stored response is "The answer is 42."
+    assert list(df["correct"]) == [False, False, True, True, False]
+    assert set(df["grade_rule"]) == {"number_after_marker"}
+    assert list(df["extracted"]) == ["42"] * 5

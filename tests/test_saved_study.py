@@ -75,7 +75,7 @@ def test_each_part_is_computed_once_then_read(fresh_cache_dir, count_calls):
     meta = json.loads((fresh_cache_dir / "routing_study" / transfer / "study.json").read_text())
     assert meta["part"] == "transfer" and meta["settings"]["runs"] == 2
     assert meta["settings"]["transfer_methods"] == ["perplexity"] and meta["slms"] == ["s1"]
-    assert meta["datasets"] == ["gsm8k", "boolq", "piqa"] and meta["rows"]["means"] == 3
+    assert meta["datasets"] == ["gsm8k", "boolq", "piqa"] and meta["rows"]["means"] == 4
     assert meta["key"].startswith(transfer.split("__")[1])
 
 

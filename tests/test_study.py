@@ -74,7 +74,7 @@ def pooled_ratio_error(conf: pd.DataFrame, target: str, ratio: float) -> float:
 def test_transfer_study_errors_are_the_hand_checked_values():
     conf, llm = tables()
     table, errors = study.transfer_study(conf, llm, ["s"], ["perplexity"])
-    assert len(table) == 3 * 3 * 21 and len(errors) == len(TRANSFER)
+    assert len(table) == 3 * 4 * 21 and len(errors) == len(TRANSFER) + 3  # + random, per target
     got = errors.set_index(["target", "strategy"])
     for key, values in TRANSFER.items():
         row = got.loc[key]
@@ -89,7 +89,7 @@ def test_transfer_study_errors_are_the_hand_checked_values():
         assert got.loc[(target, "pooled"), "max_abs_ratio_error"] == \
             pytest.approx(max(direct), abs=1e-12)
     means = study.transfer_means(errors).set_index("strategy")
-    assert len(means) == 3
+    assert len(means) == 4
     assert means.loc["pooled", "mean_abs_ratio_error"] == \
         pytest.approx((67 + 21 + 54) / 1140 / 3, abs=1e-12)
 
@@ -97,3 +97,30 @@ def test_transfer_study_errors_are_the_hand_checked_values():
 def test_llm_answers_refuses_to_compute_when_cached_only(use_data_dir):
     with pytest.raises(LookupError):
         study.llm_answers("smollm2-135m", ["gsm8k"], limit=2)
+
+
+def test_each_method_has_its_own_baselines_and_item_count():
+    # one dataset; the SLM is right on items 0-1 and 4, the LLM on every item but 2. Method
+    # "full" scores all six items; "part" discards items 4 and 5, so its oracle and random
+    # routers must run on items 0-3 only (SLM right 2 of 4, LLM right 3 of 4)
+    ok = [True, True, False, False, True, False]
+    llm_ok = [True, True, False, True, True, True]
+    conf = pd.DataFrame([dict(slm="s", dataset="d", item_id=f"i{i}", method=m, confidence=c,
+                              correct=k)
+                         for m in ("full", "part")
+                         for i, (k, c) in enumerate(zip(ok, [.9, .8, .1, .2, .7, .3]))])
+    conf.loc[(conf.method == "part") & conf.item_id.isin(["i4", "i5"]), "confidence"] = np.nan
+    llm = pd.DataFrame([dict(llm="L", dataset="d", item_id=f"i{i}", correct=k)
+                        for i, k in enumerate(llm_ok)])
+    summ = study.routing_summary(study.simulate_routable(conf, llm, np.array([0.0, 0.5, 1.0])))
+    means = study.method_means(summ).set_index("method")
+    assert means.loc["full", "items"] == 6 and means.loc["part", "items"] == 4
+    part = means.loc["part"]
+    assert (part["slm_accuracy"], part["llm_accuracy"]) == pytest.approx((0.5, 0.75))
+    # random router on items 0-3 at ratio 0.5: expected accuracy (2 + 3) / 2 / 4 = 0.625;
+    # trapezoid over 0, 0.5, 1 with 0.5, 0.625, 0.75 -> 0.625
+    assert part["auc_random"] == pytest.approx(0.625)
+    # the oracle on items 0-3 at 0.5 routes the two SLM-wrong items (2, 3): right on 0, 1, 3
+    assert part["auc_oracle"] == pytest.approx((0.5 + 2 * 0.75 + 0.75) / 4)
+    full = means.loc["full"]
+    assert full["auc_random"] != pytest.approx(part["auc_random"])  # other items, other baseline

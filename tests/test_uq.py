@@ -3,11 +3,12 @@ verbalized-confidence parser's rules."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from routelib.uq import methods as uq, stats as S
+from routelib.uq import methods as uq, stats as S, verbal
 from routelib.uq.probe import MLPProbe
 from routelib.uq.stats import MissingStatisticError
 
@@ -282,3 +283,65 @@ def test_probe_methods_batch_and_check_sizes(tiny_probe):
     assert m.compute([]).shape == (0,)
     with pytest.raises(ValueError, match="different sizes"):
         m.compute([item(), item(**{S.HIDDEN_STATE: np.zeros(D + 1)})])
+
+
+# ---- the parser on real cached outputs (tests/fixtures/verbal_outputs.csv) ------------------
+FIXTURE = Path(__file__).parent / "fixtures" / "verbal_outputs.csv"
+
+
+def real_outputs():
+    import csv
+    with open(FIXTURE, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_fixture_holds_enough_real_outputs_with_scales():
+    rows = real_outputs()
+    assert len(rows) >= 20
+    assert sum(r["reason"] == "STATED_SCALE" for r in rows) >= 7
+
+
+@pytest.mark.parametrize("row", real_outputs(), ids=lambda r: r["name"])
+def test_parse_real_outputs(row):
+    got = verbal.parse_verbal(row["text"])
+    if row["value"] == "":
+        assert got.value is None and got.reason == getattr(verbal, row["reason"])
+    else:
+        assert got.value == pytest.approx(float(row["value"]), abs=1e-9) and got.reason == ""
+
+
+STATED_SCALES = ["0 to 100", "from 0% to 100%", "1-10", "0-1", "0 - 100%", "Confidence: 0 to 100",
+                 "1 to 10", "from 0 to 100%"]
+
+
+@pytest.mark.parametrize("text", STATED_SCALES)
+def test_stated_scale_is_a_named_discard_not_a_midpoint(text):
+    got = verbal.parse_verbal(text)
+    assert got == verbal.VerbalParse(None, verbal.STATED_SCALE)
+
+
+def test_ranges_that_are_not_scales_and_other_reasons():
+    assert verbal.parse_verbal("80-90%").value == pytest.approx(0.85)
+    assert verbal.parse_verbal("0.7 to 0.9").value == pytest.approx(0.8)
+    assert verbal.parse_verbal("0 to 100\n80%").value == pytest.approx(0.8)  # a number follows
+    assert verbal.parse_verbal("between 0 and 100%") == verbal.VerbalParse(None, verbal.STATED_SCALE)
+    assert verbal.parse_verbal("150%") == verbal.VerbalParse(None, verbal.OUT_OF_RANGE)
+    assert verbal.parse_verbal("no idea") == verbal.VerbalParse(None, verbal.NO_NUMBER)
+    assert verbal.parse_verbal("90%\nQuestion: is 20% of 50 ten?").value == pytest.approx(0.9)
+
+
+def test_verbal_discard_reasons_are_per_item():
+    stats = [item(**{S.VERBAL_2S_TEXT: t}) for t in ("0 to 100", "no idea", "150%", "20%")]
+    m = uq.Verbal2S()
+    conf = m.compute(stats)
+    assert m.discard_reasons(stats, conf) == [verbal.STATED_SCALE, verbal.NO_NUMBER,
+                                              verbal.OUT_OF_RANGE, ""]
+
+
+def test_split_one_stage():
+    assert verbal.split_one_stage(" B\nConfidence: 80%") == ("B", "Confidence: 80%")
+    assert verbal.split_one_stage("Answer: 42 apples\nConfidence: 9/10") == ("42 apples",
+                                                                             "Confidence: 9/10")
+    assert verbal.split_one_stage("100%") == ("100%", "100%")
+    assert verbal.split_one_stage("A.\nThe answer is: A.")[0] == "A."
+    assert verbal.split_one_stage("")[0] == ""

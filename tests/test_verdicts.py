@@ -113,4 +113,59 @@ def test_assess_marks_untestable_claims_and_decides_the_rest():
     # touches 0.5 (neither): 4 of 8 support
     assert t.loc["obs3", ["estimable", "supports", "contradicts"]].tolist() == [8, 4, 0]
     assert t.loc["ins1", "reason"] == "only 0 estimable settings"   # 1 item per cell
-    assert t.loc["ins2", "reason"] == V.NO_RULE_YET and t.loc["ins2", "verdict"] == V.UNDECIDED
+    assert t.loc["ins2", "reason"] == V.NO_TRANSFER and t.loc["ins2", "verdict"] == V.UNDECIDED
+
+
+# ---- Insight 2 --------------------------------------------------------------------------------
+def spread_rows(targets):
+    """targets: (target, calibration errors of its 3 runs, pooled error, single error)."""
+    from routelib.routing import transfer_runs as TR
+    rows = []
+    for tgt, cal_errs, pooled, single in targets:
+        rows += [dict(slm="s", llm="L", method="m", target=tgt, strategy="calibration", run=i,
+                      mean_abs_ratio_error=e) for i, e in enumerate(cal_errs)]
+        rows.append(dict(slm="s", llm="L", method="m", target=tgt, strategy="pooled", run=0,
+                         mean_abs_ratio_error=pooled))
+        rows += [dict(slm="s", llm="L", method="m", target=tgt, strategy="single", run=i,
+                      mean_abs_ratio_error=single) for i in range(2)]
+    return TR.run_spread(pd.DataFrame(rows))
+
+
+# calibration runs 0.04, 0.05, 0.06: mean 0.05, sd 0.01, 95% t half-width
+# 4.303 x 0.01 / sqrt(3) = 0.0248 -> [0.0252, 0.0748]
+GOOD = ([0.04, 0.05, 0.06], 0.05, 0.20)     # not above pooled, below single: supports
+WORSE = ([0.20, 0.21, 0.22], 0.05, 0.30)    # low end 0.185 > pooled 0.05: contradicts
+UNSURE = ([0.04, 0.05, 0.06], 0.05, 0.07)   # high end 0.0748 not below single 0.07: neither
+
+
+@pytest.mark.parametrize("kinds, expected", [
+    ([GOOD] * 5, V.REPRODUCED),
+    ([WORSE] * 5, V.NOT_REPRODUCED),
+    ([UNSURE] * 5, V.UNDECIDED),                    # nothing significant either way
+    ([GOOD] * 3 + [WORSE] * 2, V.PARTLY),           # more support than contradict, 40% against
+    ([GOOD] * 3, V.UNDECIDED),                      # 3 estimable < min_settings 4
+])
+def test_insight2_rule_gives_each_verdict(kinds, expected):
+    spread = spread_rows([(f"t{i}", *k) for i, k in enumerate(kinds)])
+    e = V.calibration_transfers(spread)
+    assert e.estimable == len(kinds)
+    assert V.decide(e) == expected
+
+
+def test_insight2_counts_by_hand_and_needs_runs():
+    spread = spread_rows([("a", *GOOD), ("b", *WORSE), ("c", *UNSURE)])
+    assert V.calibration_transfers(spread) == Evidence(3, 1, 1)
+    one_run = spread_rows([("a", [0.05], 0.05, 0.2)])
+    assert V.calibration_transfers(one_run) == Evidence(0, 0, 0)
+    assert "t-interval" in V.INSIGHT2_RULE
+
+
+def test_assess_decides_insight2_from_the_transfer_spread():
+    auroc = auroc_rows([("s0", "d", "avg_token_prob", 0.8, 0.75, 0.85, 50)])
+    summary = auroc[["slm", "dataset", "method"]].assign(auc_uq=0.6, auc_random=0.5)
+    conf = pd.DataFrame(dict(slm="s0", dataset="d", method=["avg_token_prob"], confidence=0.5,
+                             correct=True))
+    spread = spread_rows([(f"t{i}", *GOOD) for i in range(4)])
+    t = V.assess(auroc, summary, conf, transfer_spread=spread).set_index("claim")
+    assert t.loc["ins2", ["estimable", "supports", "contradicts", "verdict", "reason"]].tolist() \
+        == [4, 4, 0, V.REPRODUCED, ""]

@@ -147,6 +147,26 @@ class Answered:
     choice: int | None = None
 
 
+GRADE_COLUMNS = ("extracted", "correct", "grade_rule", "grade_detail")
+
+
+def regrade(rows, records):
+    """``rows`` (answer rows as a DataFrame, aligned with ``records`` by ``item_id``) with the
+    grade columns recomputed from each stored response by today's
+    :func:`routelib.answers.grading.grade`: cached answers follow a change of the grading rule
+    without a model run (the grade stored in a part is the grader's at answering time)."""
+    if len(rows) == 0:
+        return rows
+    by_id = {r.id: r for r in records}
+    grades = [grading.grade(by_id[i], resp) for i, resp in zip(rows["item_id"], rows["response"])]
+    rows = rows.copy()
+    rows["extracted"] = [g.extracted for g in grades]
+    rows["correct"] = [bool(g.correct) for g in grades]
+    rows["grade_rule"] = [g.rule for g in grades]
+    rows["grade_detail"] = [g.detail for g in grades]
+    return rows
+
+
 def _row(backend, record: Record, cfg: AnswerConfig, split: str, a: Answered) -> dict:
     g = grading.grade(record, a.response)
     lp = [float(x) for x in a.token_logprobs]

@@ -56,9 +56,13 @@ continued dialogue); a leading "A:" is dropped, and so is everything up to the l
 "answer:". Against ``record.answer`` and every alias: a gold that normalizes to "yes"/"no" is
 compared with the response's first normalized word only (``text_yesno``, score 1 or 0: "Yes, he
 did." is right for "yes"); any other gold scores 1 on exact match (``text_em``) else its token F1
-(``text_f1``). The best gold wins; correct = exact or yes/no match, or F1 >=
-:data:`TEXT_F1_THRESHOLD` (0.5). This threshold is *our* rule: the paper judges free-form answers
-with an LLM. ``score`` is the best F1 (1.0 for exact/yes-no matches).
+(``text_f1``). The best gold wins; correct = exact or yes/no match, or every token of the gold in
+the answer (token recall 1, ``text_recall``: "in the kitchen at home" for "kitchen"), or F1 >=
+:data:`TEXT_F1_THRESHOLD` (0.6). This is *our* rule (the paper judges free-form answers with an
+LLM), chosen against 100 cached CoQA answers labelled by reading them (``docs/coqa_grading.md``,
+:mod:`routelib.report.grading_check`): "recall=1 or F1>=0.6" agrees with 92 of them (Cohen's
+kappa 0.824), the earlier "F1 >= 0.5" with 82 (it passed "19 years" for "150 years").
+``score`` is the best F1 (1.0 for exact/yes-no matches).
 "unknown" golds are normalized like any other string.
 """
 from __future__ import annotations
@@ -68,7 +72,7 @@ import string
 from collections import Counter
 from dataclasses import dataclass
 
-TEXT_F1_THRESHOLD = 0.5
+TEXT_F1_THRESHOLD = 0.6  # with token recall 1: see docs/coqa_grading.md
 LETTERS = string.ascii_uppercase
 WORD_LETTERS = frozenset("AI")  # single letters that are also English words
 TRUE_WORDS = frozenset({"yes", "true", "correct"})
@@ -141,11 +145,15 @@ def grade_text(record, response: str) -> Grade:
             cands.append((True, 1.0, 3, "text_em", gold))
         else:
             f1 = token_f1(pred, g)
-            cands.append((f1 >= TEXT_F1_THRESHOLD, f1, 1, "text_f1", gold))
+            if f1 < TEXT_F1_THRESHOLD - 1e-9 and token_recall(pred, g) >= 1.0:
+                cands.append((True, f1, 1, "text_recall", gold))
+            else:
+                cands.append((f1 >= TEXT_F1_THRESHOLD - 1e-9, f1, 1, "text_f1", gold))
     correct, score, _, rule, gold = max(cands)
     extracted = first if rule == "text_yesno" else pred
     how = {"text_em": "exact match",
            "text_yesno": f"first word {first!r} {'=' if correct else '!='} yes/no gold",
+           "text_recall": f"every gold token in the answer (token F1 {score:.3f})",
            "text_f1": f"token F1 {score:.3f} {'>=' if correct else '<'} {TEXT_F1_THRESHOLD}"}[rule]
     return Grade(correct, extracted, rule, f"{pred!r} vs gold {gold!r}: {how}", score)
 

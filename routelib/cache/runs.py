@@ -26,7 +26,8 @@ from pathlib import Path
 import pandas as pd
 
 from routelib import config, data
-from routelib.answers.answer import ANSWER_COLUMNS, AnswerConfig, answer_records, default_config
+from routelib.answers.answer import (ANSWER_COLUMNS, AnswerConfig, answer_records, default_config,
+                                     regrade)
 from routelib.cache.locks import folder_lock
 from routelib.errors import RoutelibError
 from routelib.models import registry as models
@@ -109,7 +110,9 @@ def generate(model, dataset: str, split: str = "eval", limit: int | None = None,
     default the model's :class:`~routelib.models.transformers_backend.TransformersBackend`,
     likewise loaded only when needed. ``options`` (:class:`RunOptions`) or its fields as
     keywords (``chunk_size=2, progress=False``). Returns the rows of the requested items, in
-    data order.
+    data order, graded by today's grader (:func:`routelib.answers.answer.regrade`: a stored
+    part keeps the grade of its answering time, so a change of the grading rule reaches every
+    cached answer without a model run).
     """
     opts = replace(options or RunOptions(), **overrides)
     records = data.load(dataset, split, limit=limit, source=opts.source)
@@ -135,7 +138,7 @@ def generate(model, dataset: str, split: str = "eval", limit: int | None = None,
                 raise RunError(f"backend {instance.name!r} has model_id {instance.model_id!r}, "
                                f"expected {model_id!r}")
             _answer(path, instance, todo, cfg, split, opts, (len(records), f"{name} {dataset}"))
-    return _in_order(read_parts(path), records)
+    return regrade(_in_order(read_parts(path), records), records)
 
 
 def _load_backend(model):

@@ -62,11 +62,19 @@ def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
     out.update(_routing(rs.routing.means))
     out.update(_relative(rs.routing.relative))
     out.update(_shift(t.conf))
-    out.update(_transfer(rs.transfer.means))
-    out.update(findings_verdicts.verdict_facts(auc, rs.routing.summary, t.conf, n_boot))
+    out.update(_transfer(rs.transfer.means, rs.transfer.spread))
+    out.update(findings_verdicts.verdict_facts(auc, rs.routing.summary, t.conf, n_boot,
+                                               transfer_spread=_spread(rs)))
     if judge_name:
         out.update(_judge(slms, t.conf, judge_name, judge_limit))
     return out
+
+
+def _spread(rs: saved.RoutingStudy) -> pd.DataFrame | None:
+    try:
+        return rs.transfer.spread
+    except cal.CalibrationError:
+        return None
 
 
 def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
@@ -79,16 +87,24 @@ def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
         lo, hi = g.loc[g["mean_auroc"].idxmin()], g.loc[g["mean_auroc"].idxmax()]
         out[f"auroc_min__{s}"], out[f"auroc_min_method__{s}"] = _f(lo["mean_auroc"]), lo["method"]
         out[f"auroc_max__{s}"], out[f"auroc_max_method__{s}"] = _f(hi["mean_auroc"]), hi["method"]
-        ordered = g.sort_values(["mean_rank", "method"])
+        ordered = g[g["mean_rank"].notna()].sort_values(["mean_rank", "method"])
+        unranked = g.loc[g["mean_rank"].isna(), "method"].tolist()
         out[f"rank_order__{s}"] = ", ".join(
-            f"{r['method']} {_f(r['mean_rank'], 2)}" for _, r in ordered.iterrows())
-        out[f"best__{s}"], out[f"worst__{s}"] = ordered.iloc[0]["method"], \
-            ordered.iloc[-1]["method"]
+            f"{r['method']} {_f(r['mean_rank'], 2)}" for _, r in ordered.iterrows()) + (
+            f"; not ranked (estimable on fewer than half the datasets): {', '.join(unranked)}"
+            if unranked else "")
+        out[f"best__{s}"], out[f"worst__{s}"] = (ordered.iloc[0]["method"],
+                                                  ordered.iloc[-1]["method"]) if len(ordered) \
+            else ("–", "–")
         for _, r in g.iterrows():
             m = tag(r["method"])
             out[f"rank__{s}__{m}"] = _f(r["mean_rank"], 2)
             out[f"auroc__{s}__{m}"] = _f(r["mean_auroc"])
             out[f"above_chance__{s}__{m}"] = str(int(r["n_above_chance"]))
+        v1 = uq_report.verbal_1s_accuracy(conf[conf[R.SLM] == slm])
+        if len(v1):
+            out[f"verbal_1s_acc__{s}"] = _pct(v1["verbal_1s_accuracy"].mean())
+            out[f"greedy_acc__{s}"] = _pct(v1["greedy_accuracy"].mean())
         flat = auc[(auc[R.SLM] == slm) & (auc[R.METHOD] == "verbal_1s")]
         if len(flat) and "ci_low" in flat:
             const = ((flat["ci_high"] - flat["ci_low"]).abs() < 1e-12) | flat["auroc"].isna()
@@ -97,29 +113,37 @@ def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
 
 
 def _routing(means: pd.DataFrame) -> dict[str, str]:
-    """Fig. 2: routing areas, ratios to reach 95% of the LLM, and the order of the methods."""
+    """Fig. 2: routing areas, ratios to reach 95% of the LLM, and the order of the methods,
+    each method against its *own* random and oracle routers (on exactly the items it scored,
+    ``items``); never against a baseline pooled over methods."""
     out = {}
     for _, r in means.iterrows():
         s, m = tag(r[R.SLM]), tag(r[R.METHOD])
         out[f"auc__{s}__{m}"] = _f(r["auc_uq"])
         out[f"beats__{s}__{m}"] = str(int(r["beats_random"]))
         out[f"auc_random__{s}__{m}"] = _f(r["auc_random"])
+        out[f"auc_oracle__{s}__{m}"] = _f(r["auc_oracle"])
+        out[f"gain__{s}__{m}"] = f"{r['auc_uq'] - r['auc_random']:+.3f}"
+        out[f"items__{s}__{m}"] = str(int(r["items"]))
         out[f"ratio95__{s}__{m}"] = _pct(r["ratio_95_uq"])
         out[f"ratio95_random__{s}__{m}"] = _pct(r["ratio_95_random"])
     for slm, g in means.groupby(R.SLM, sort=False):
         s = tag(slm)
-        # references on all items: a method that discards nothing (perplexity) sees every item
-        ref = g[g[R.METHOD] == "perplexity"].iloc[0] if (g[R.METHOD] == "perplexity").any() \
-            else g.iloc[0]
+        # the references of the method that scored the most items (nearly all of them)
+        ref = g.loc[g["items"].idxmax()]
+        out[f"ref_method__{s}"], out[f"ref_items__{s}"] = ref[R.METHOD], str(int(ref["items"]))
         out[f"auc_oracle__{s}"], out[f"slm_accuracy__{s}"] = _f(ref["auc_oracle"]), \
             _pct(ref["slm_accuracy"])
+        out[f"auc_random__{s}"] = _f(ref["auc_random"])
         out[f"llm_accuracy__{s}"] = _pct(ref["llm_accuracy"])
-        best = g.loc[g["auc_uq"].idxmax()]
-        out[f"auc_best_method__{s}"], out[f"auc_best__{s}"] = best[R.METHOD], _f(best["auc_uq"])
-        out[f"auc_random__{s}"] = _f(g["auc_random"].mean())
+        gain = g["auc_uq"] - g["auc_random"]
+        best = g.loc[gain.idxmax()]
+        out[f"gain_best_method__{s}"] = best[R.METHOD]
+        out[f"gain_best__{s}"] = f"{gain.max():+.3f}"
         out[f"routing_order__{s}"] = ", ".join(
-            f"{r[R.METHOD]} {_f(r['auc_uq'])} ({int(r['beats_random'])}/{int(r['datasets'])})"
-            for _, r in g.sort_values("auc_uq", ascending=False).iterrows())
+            f"{r[R.METHOD]} {_f(r['auc_uq'])} vs its random {_f(r['auc_random'])} "
+            f"({int(r['beats_random'])}/{int(r['datasets'])} datasets, N = {int(r['items'])})"
+            for _, r in g.assign(_gain=gain).sort_values("_gain", ascending=False).iterrows())
     return out
 
 
@@ -163,14 +187,24 @@ def _shift(conf: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _transfer(means: pd.DataFrame) -> dict[str, str]:
-    """Section 4: mean transfer errors per SLM, method and strategy."""
+def _transfer(means: pd.DataFrame, spread: pd.DataFrame) -> dict[str, str]:
+    """Section 4: mean transfer errors per SLM, method and strategy; the mean over targets of
+    each strategy's spread (sd over runs); on how many targets the calibration set's error is
+    below the plain random sample's."""
     out = {}
     for _, r in means.iterrows():
         s, m, st = tag(r[R.SLM]), tag(r[R.METHOD]), r[cal.STRATEGY]
         out[f"transfer__{s}__{m}__{st}"] = _f(r["mean_abs_ratio_error"])
         out[f"transfer_max__{s}__{m}__{st}"] = _f(r["max_abs_ratio_error"])
         out[f"transfer_gap__{s}__{m}__{st}"] = _f(r["mean_accuracy_gap"])
+    for (slm, m), g in spread.groupby([R.SLM, R.METHOD], sort=False):
+        s, t = tag(slm), tag(m)
+        for st, h in g.groupby(cal.STRATEGY, sort=False):
+            out[f"transfer_sd__{s}__{t}__{st}"] = _f(h["error_sd"].mean())
+        w = g.pivot_table(index="target", columns=cal.STRATEGY, values="error")
+        if {"calibration", "random"} <= set(w.columns):
+            out[f"cal_beats_random__{s}__{t}"] = \
+                f"{int((w['calibration'] < w['random']).sum())}/{len(w)}"
     return out
 
 

@@ -70,11 +70,14 @@ def contradictions(embedded: pd.DataFrame, published: pd.DataFrame | None) -> st
 
 
 def verdict_facts(auroc: pd.DataFrame, summary: pd.DataFrame, conf: pd.DataFrame,
-                  n_boot: int = 1000) -> dict[str, str]:
+                  n_boot: int = 1000, transfer_spread: pd.DataFrame | None = None
+                  ) -> dict[str, str]:
     """The findings page's verdict facts: the rule, the two-column table, the contradictions
-    and what the published column rests on."""
-    embedded = V.assess(auroc, summary, conf)
+    and what the published column rests on (``transfer_spread``: Insight 2's evidence, the
+    saved study's ``transfer.spread``)."""
+    embedded = V.assess(auroc, summary, conf, transfer_spread=transfer_spread)
     published, note = published_assessment(n_boot)
-    return {"verdict_rule": V.rule_text(), "verdict_table": verdict_markdown(embedded, published),
+    return {"verdict_rule": V.rule_text(), "insight2_rule": V.INSIGHT2_RULE,
+            "verdict_table": verdict_markdown(embedded, published),
             "verdict_contradictions": contradictions(embedded, published),
             "published_note": note}

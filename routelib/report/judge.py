@@ -300,8 +300,11 @@ def disagreements(table: pd.DataFrame, split: str = "eval", source: str = "local
 
 def auroc_by_grader(conf_table: pd.DataFrame, table: pd.DataFrame) -> pd.DataFrame:
     """Per (slm, dataset, method): AUROC with the rule-based grades and with the judge's, on
-    the same items (those the judge gave a verdict on and the method a confidence)."""
+    the same items (those the judge gave a verdict on and the method a confidence). The judge
+    grades the greedy answer, so ``verbal_1s`` (graded on the answer in its own output) is left
+    out."""
     j = table[~table["discarded"]][["slm", "dataset", "item_id", "judge_correct"]]
+    conf_table = conf_table[conf_table["method"] != "verbal_1s"]
     m = conf_table.merge(j, on=["slm", "dataset", "item_id"], how="inner")
     out = []
     for (slm, ds, method), g in m.groupby(["slm", "dataset", "method"], sort=False):

@@ -37,10 +37,11 @@ from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, DAT
 from routelib.uq import methods as uq
 
 AUROC = "auroc"  # the value column of metrics.AUROC_COLUMNS (it has no name constant)
-KEEP_FRACTION, N_KEPT, SLM_ACCURACY, LLM_ACCURACY, RELATIVE_ACCURACY = TOP_K_COLUMNS
+KEEP_FRACTION, N_KEPT, SLM_ACCURACY, LLM_ACCURACY, RELATIVE_ACCURACY = TOP_K_COLUMNS[:5]
 METHOD_PALETTE = dict(zip(uq.METHODS, sns.color_palette("tab10", len(uq.METHODS))))
 _EXTRA = sns.color_palette("Dark2", 8)
 STRATEGY_STYLE = {"calibration": dict(color="tab:red", ls="-"),
+                  "random": dict(color="tab:orange", ls="-."),
                   "pooled": dict(color="tab:green", ls="--"),
                   "single": dict(color="tab:purple", ls=":")}
 NAN_NOTE = "blank = undefined: all items correct or all wrong"
@@ -238,12 +239,13 @@ def routing_gain(means: pd.DataFrame) -> Figure:
 # ---- Figure 3 ------------------------------------------------------------------------------
 def relative_accuracy(topk_table: pd.DataFrame, dataset=None, slm: str | None = None,
                       llm: str | None = None, col_wrap: int = 4) -> Figure:
-    """Relative accuracy (SLM on its most confident items / LLM on all) (paper Figure 3).
+    """Relative accuracy: SLM over LLM accuracy on the SLM's most confident items (paper
+    Figure 3, "the ratio of SLM to LLM accuracy on the remaining top-k% queries").
 
     Input: :func:`relative_accuracy_table` (or any frame with ``method`` and
     :data:`~routelib.routing.simulation.TOP_K_COLUMNS`; ``dataset``, ``slm``, ``llm`` optional, one value
     each unless picked). One panel per dataset, one line per method; x = share kept (%), the
-    dashed line at 1 is parity with the LLM.
+    dashed line at 1 is parity with the LLM on the same kept items.
     """
     check_columns(topk_table, (METHOD, KEEP_FRACTION, RELATIVE_ACCURACY), "top-k table")
     t = topk_table if DATASET in topk_table else topk_table.assign(**{DATASET: "all"})
@@ -260,7 +262,7 @@ def relative_accuracy(topk_table: pd.DataFrame, dataset=None, slm: str | None = 
             c = d[d[METHOD] == method].sort_values(KEEP_FRACTION)
             ax.plot(100 * c[KEEP_FRACTION], c[RELATIVE_ACCURACY], color=method_color(method),
                     marker=".", lw=1.6, label=method)
-        ax.axhline(1.0, color="black", ls="--", lw=1, label="LLM accuracy (= 1)")
+        ax.axhline(1.0, color="black", ls="--", lw=1, label="LLM on the same items (= 1)")
         ax.set(title=name, xlabel="most-confident items kept (%)",
                ylabel="SLM acc. / LLM acc. (ratio)")
     _legend(fig, axes[0])

@@ -29,11 +29,11 @@ import pandas as pd
 
 from routelib.columns import DATASET, METHOD, SLM
 from routelib.routing import factors
+from routelib.uq.metrics import MIN_CORRECT, MIN_WRONG, estimable_mask
 
 REPRODUCED, PARTLY, NOT_REPRODUCED, UNDECIDED = ("reproduced", "partly", "not reproduced",
                                                   "undecided")
 VERDICTS = (REPRODUCED, PARTLY, NOT_REPRODUCED, UNDECIDED)
-MIN_CORRECT = MIN_WRONG = 10  # an AUROC needs at least this many correct and wrong items
 Z95 = 1.959963984540054
 
 
@@ -117,12 +117,9 @@ def interval_sign(a_low, a_high, b_low, b_high) -> float:
 
 def estimable_auroc(auroc: pd.DataFrame) -> pd.DataFrame:
     """Rows of an AUROC table (:func:`routelib.uq.metrics.auroc_table` with ``ci=True``) that
-    can be estimated: at least MIN_CORRECT correct and MIN_WRONG wrong kept items and an
-    interval."""
-    kept = auroc["n"] - auroc["n_discarded"] if "n_discarded" in auroc else auroc["n"]
-    wrong = kept - auroc["n_correct"]
-    ok = (auroc["n_correct"] >= MIN_CORRECT) & (wrong >= MIN_WRONG) & auroc["ci_low"].notna()
-    return auroc[ok]
+    can be estimated (:func:`routelib.uq.metrics.estimable_mask`: at least MIN_CORRECT correct
+    and MIN_WRONG wrong kept items; ``n`` counts the kept items) and have an interval."""
+    return auroc[estimable_mask(auroc) & auroc["ci_low"].notna()]
 
 
 def _best(rows: pd.DataFrame) -> pd.Series | None:
@@ -189,6 +186,49 @@ def confident_items_better(conf: pd.DataFrame, keep: float = 0.2) -> Evidence:
     return count(signs)
 
 
+def _t95(runs: int) -> float:
+    from scipy.stats import t
+    return float(t.ppf(0.975, runs - 1))
+
+
+def calibration_transfers(spread: pd.DataFrame) -> Evidence:
+    """Insight 2, per (slm, llm, method, target) of a
+    :func:`routelib.routing.transfer_runs.run_spread` table: the calibration set's mean
+    realized-ratio error over its runs, with a 95% t-interval (``runs - 1`` degrees of
+    freedom), against the pooled strategy's error (deterministic) and the mean error of a single
+    other dataset. Supports when the interval's low end is at most the pooled error (not
+    significantly worse than pooling all other data) and its high end is below the single-dataset
+    error (significantly better than one other dataset); contradicts when its low end is above
+    either (significantly worse than pooled or than one other dataset); neither otherwise. A
+    target is estimable when the three strategies are present and the calibration set has at
+    least two runs."""
+    signs = []
+    keys = [SLM, "llm", METHOD, "target"]
+    for _, g in spread.groupby(keys, sort=False):
+        by = g.set_index("strategy")
+        if not {"calibration", "pooled", "single"} <= set(by.index) or \
+                by.loc["calibration", "runs"] < 2:
+            continue
+        c = by.loc["calibration"]
+        half = _t95(int(c["runs"])) * float(c["error_sd"]) / math.sqrt(int(c["runs"]))
+        lo, hi = float(c["error"]) - half, float(c["error"]) + half
+        pooled, single = float(by.loc["pooled", "error"]), float(by.loc["single", "error"])
+        if lo > pooled or lo > single:
+            signs.append(-1.0)
+        elif hi < single:
+            signs.append(1.0)
+        else:
+            signs.append(0.0)
+    return count(signs)
+
+
+INSIGHT2_RULE = ("Insight 2, per target dataset (leave-one-out) of each SLM and transfer method: "
+                 "the calibration set's mean realized-ratio error over its 3 runs, with a 95% "
+                 "t-interval, supports the claim when it is not significantly above the error of "
+                 "thresholds from all other data pooled and significantly below that of one "
+                 "other dataset; it contradicts the claim when significantly above either.")
+
+
 # ---- the paper's claims --------------------------------------------------------------------
 @dataclass(frozen=True)
 class Claim:
@@ -217,11 +257,12 @@ CLAIMS = (
           "datasets sets routing thresholds for a dataset never seen."),
 )
 NO_RULE_YET = "no rule-based test yet"
+NO_TRANSFER = "no leave-one-dataset-out transfer study on these outputs"
 ASSESS_COLUMNS = ("claim", "name", "paper", "estimable", "supports", "contradicts", "verdict",
                   "reason")
 
 
-def _evidence(claim: Claim, auroc, summary, conf) -> Evidence | None:
+def _evidence(claim: Claim, auroc, summary, conf, transfer_spread=None) -> Evidence | None:
     if claim.key == "obs1":
         return group_vs_rest(auroc, claim.needs)
     if claim.key == "obs2":
@@ -232,14 +273,17 @@ def _evidence(claim: Claim, auroc, summary, conf) -> Evidence | None:
         return confident_items_better(conf)
     if claim.key == "ins1":
         return count(factors.insight1_signs(factors.pair_distances(conf)))
+    if claim.key == "ins2" and transfer_spread is not None and len(transfer_spread):
+        return calibration_transfers(transfer_spread)
     return None
 
 
 def assess(auroc: pd.DataFrame, summary: pd.DataFrame, conf: pd.DataFrame,
-           rule: Rule = RULE) -> pd.DataFrame:
+           rule: Rule = RULE, transfer_spread: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim of :data:`CLAIMS`: the evidence counts and the verdict by ``rule``;
     ``reason`` says why a claim cannot be tested on these tables (its methods are absent, or
-    no rule-based test exists yet), in which case the verdict is undecided."""
+    no rule-based test exists yet), in which case the verdict is undecided. Insight 2 needs
+    ``transfer_spread`` (the saved routing study's ``transfer.spread``)."""
     present = set(conf[METHOD]) if len(conf) else set()
     rows = []
     for c in CLAIMS:
@@ -250,9 +294,9 @@ def assess(auroc: pd.DataFrame, summary: pd.DataFrame, conf: pd.DataFrame,
         elif c.needs is not None and not (present - set(c.needs)):
             row["reason"] = "no other method to compare with"
         else:
-            e = _evidence(c, auroc, summary, conf)
+            e = _evidence(c, auroc, summary, conf, transfer_spread)
             if e is None:
-                row["reason"] = NO_RULE_YET
+                row["reason"] = NO_TRANSFER if c.key == "ins2" else NO_RULE_YET
             else:
                 row.update(estimable=e.estimable, supports=e.supports,
                            contradicts=e.contradicts, verdict=decide(e, rule))

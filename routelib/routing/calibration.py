@@ -32,6 +32,9 @@ dataset; :data:`STRATEGIES`:
 
 - ``"calibration"``: Algorithm 1 on every dataset except the target, once per run with seeds
   ``seed, seed + 1, ...``; results averaged over the ``runs``.
+- ``"random"``: a plain uniform random sample of the same pool, of ``fraction`` (10%) of its
+  items (rounded half up), with the same seeds: the baseline that tests the binning, since a
+  stratified 10% subsample of the pool matches the pooled thresholds by construction.
 - ``"pooled"``: thresholds from all confidences of the other datasets (no binning, no
   sampling; deterministic, so one repetition whatever ``runs`` is).
 - ``"single"``: thresholds from one other dataset, ``source``; with ``source=None``, each other
@@ -57,7 +60,8 @@ from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, DAT
 N_BINS = 30        # M in Algorithm 1
 FRACTION = 0.10    # share of each bin drawn into the calibration set
 BIN = "bin"
-STRATEGIES = ("calibration", "pooled", "single")
+STRATEGIES = ("calibration", "random", "pooled", "single")
+SAMPLED = ("calibration", "random")  # the strategies that draw ``runs`` samples
 
 TARGET, STRATEGY, SOURCE = "target", "strategy", "source"
 REALIZED_RATIO, RATIO_ERROR = "realized_ratio", "ratio_error"
@@ -160,6 +164,20 @@ def build_calibration_set(pooled: pd.DataFrame, n_bins: int = N_BINS, fraction: 
     return cal
 
 
+def random_sample(pooled: pd.DataFrame, fraction: float = FRACTION,
+                  seed: int = config.SEED) -> pd.DataFrame:
+    """A plain uniform random sample (without replacement) of ``round_half_up(fraction * n)``
+    rows of ``pooled`` (at least one), after the same ``(dataset, item_id)`` sort as
+    :func:`build_calibration_set`, with ``numpy.random.default_rng(seed)``."""
+    keys = [k for k in (DATASET, ITEM_ID) if k in pooled.columns]
+    rows = (pooled.sort_values(keys, kind="mergesort") if keys else pooled).reset_index(drop=True)
+    if rows.empty:
+        raise CalibrationError("the pooled confidence table is empty")
+    k = min(len(rows), max(1, round_half_up(fraction * len(rows))))
+    idx = np.sort(np.random.default_rng(seed).choice(len(rows), size=k, replace=False))
+    return rows.iloc[idx].reset_index(drop=True)
+
+
 def thresholds_from_calibration(cal_conf, ratios=DEFAULT_RATIOS) -> np.ndarray:
     """One threshold per ratio, chosen on the calibration confidences by
     :func:`routelib.routing.simulation.threshold_for_ratio` (a frame: its ``confidence`` column)."""
@@ -200,6 +218,10 @@ def _threshold_sets(others: pd.DataFrame, ratios: np.ndarray,
         sets = [thresholds_from_calibration(
             build_calibration_set(others, st.n_bins, st.fraction, st.seed + i), ratios)
             for i in range(st.runs)]
+        return sets, ",".join(names)
+    if st.strategy == "random":
+        sets = [thresholds_from_calibration(random_sample(others, st.fraction, st.seed + i),
+                                            ratios) for i in range(st.runs)]
         return sets, ",".join(names)
     if st.strategy == "pooled":
         return [thresholds_from_calibration(others[CONFIDENCE], ratios)], ",".join(names)
@@ -260,19 +282,25 @@ def transfer(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method
     r = np.atleast_1d(np.asarray(st.ratios, dtype=float))
     truth = accuracy_curve(slm_ok, llm_ok, conf, r)[ACCURACY].to_numpy()
     sets, used = _threshold_sets(others, r, st)
-    realized = np.empty((len(sets), len(r)))
-    accuracy = np.empty((len(sets), len(r)))
-    for i, thresholds in enumerate(sets):
-        for j, t in enumerate(thresholds):
-            mask = apply_threshold(conf, t)
-            realized[i, j] = mask.mean()
-            accuracy[i, j] = np.where(mask, llm_ok, slm_ok).mean()
+    realized, accuracy = _realized(conf, slm_ok, llm_ok, sets)
     return pd.DataFrame({
         SLM: slm, LLM: llm, METHOD: method, TARGET: target, STRATEGY: st.strategy, SOURCE: used,
         RATIO: r, REALIZED_RATIO: realized.mean(axis=0),
         RATIO_ERROR: np.abs(realized - r).mean(axis=0), ACCURACY: accuracy.mean(axis=0),
         GROUND_TRUTH: truth, N_REPEATS: len(sets),
     })[list(TRANSFER_COLUMNS)]
+
+
+def _realized(conf, slm_ok, llm_ok, sets) -> tuple[np.ndarray, np.ndarray]:
+    """(realized ratio, accuracy), each (repetitions x ratios), of each threshold set."""
+    realized = np.empty((len(sets), len(sets[0])))
+    accuracy = np.empty_like(realized)
+    for i, thresholds in enumerate(sets):
+        for j, t in enumerate(thresholds):
+            mask = apply_threshold(conf, t)
+            realized[i, j] = mask.mean()
+            accuracy[i, j] = np.where(mask, llm_ok, slm_ok).mean()
+    return realized, accuracy
 
 
 def _target_items(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method: str,

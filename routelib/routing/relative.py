@@ -17,26 +17,30 @@ DEFAULT_KEEP = np.linspace(0.1, 1.0, 10)  # keep the top 10%, 20%, ..., 100%
 
 def relative_accuracy_top_k(slm_correct, llm_correct, confidence, keep_fractions,
                             tiebreak=None) -> pd.DataFrame:
-    """Paper Figure 3: SLM accuracy on its most confident items over the LLM's accuracy.
+    """Paper Figure 3: "the ratio of SLM to LLM accuracy on the remaining top-k% queries".
 
-    For a keep fraction ``f`` the excluded items are exactly those a router at ratio ``1 - f``
-    sends away (:func:`route_mask`), so ``n_kept = n - n_routed(n, 1 - f)``. The denominator is
-    the LLM's accuracy on *all* ``n`` items of the dataset, a fixed reference, so the curve shows
-    how the SLM's accuracy on what it keeps compares with what the LLM does on the whole set.
-    ``slm_accuracy`` is NaN when nothing is kept, ``relative_accuracy`` NaN also when the LLM's
-    accuracy is 0. Columns: :data:`TOP_K_COLUMNS`.
+    For a keep fraction ``f`` the kept items are the SLM's most confident ones, exactly those
+    a router at ratio ``1 - f`` keeps (:func:`route_mask`), so ``n_kept = n - n_routed(n, 1 -
+    f)``. ``slm_accuracy`` and ``llm_accuracy`` are both on those kept items, and
+    ``relative_accuracy`` is their ratio: above 1 the SLM is more accurate than the LLM on the
+    queries it keeps. ``llm_accuracy_all`` is the LLM's accuracy on all ``n`` items and
+    ``relative_to_all`` the SLM's kept accuracy over it (a fixed reference, the curve this
+    function drew before it followed the paper). Accuracies are NaN when nothing is kept, a
+    ratio NaN also when its denominator is 0. Columns: :data:`TOP_K_COLUMNS`.
     """
     slm, llm = _paired(slm_correct, llm_correct)
     conf = _confidence(confidence, len(slm))
     fractions = _ratios(keep_fractions)
     order = routing_order(conf, tiebreak)
-    n, acc_llm = len(slm), float(llm.mean())
+    n, llm_all = len(slm), float(llm.mean())
     rows = []
     for f in fractions:
         kept = order[n_routed(n, 1.0 - f):]
         acc = float(slm[kept].mean()) if len(kept) else math.nan
+        acc_llm = float(llm[kept].mean()) if len(kept) else math.nan
         rel = acc / acc_llm if acc_llm > 0 else math.nan
-        rows.append((f, len(kept), acc, acc_llm, rel))
+        rel_all = acc / llm_all if llm_all > 0 else math.nan
+        rows.append((f, len(kept), acc, acc_llm, rel, llm_all, rel_all))
     return pd.DataFrame(rows, columns=list(TOP_K_COLUMNS))
 
 

@@ -43,8 +43,11 @@ from routelib.routing import study
 from routelib.routing.relative import DEFAULT_KEEP
 from routelib.routing.simulation import DEFAULT_RATIOS
 from routelib.routing.tables import Tables
+from routelib.routing.transfer_runs import run_spread
 
-STUDY_VERSION = 1  # bump when routing.study / simulation / relative / calibration change results
+# bump when routing.study / simulation / relative / calibration change results (2: Fig. 3
+# against the LLM on the same kept items; per-method baselines; the random-sample strategy)
+STUDY_VERSION = 2
 TRANSFER_METHODS = ("ood_probe", "perplexity")  # the paper's two methods in Section 4
 
 
@@ -75,9 +78,15 @@ class Routing:
 
 @dataclass(frozen=True)
 class Transfer:
+    """``table``/``errors``/``means``: :func:`routelib.routing.study.transfer_study` and its
+    means; ``runs``: one error per repetition (:func:`routelib.routing.study.transfer_run_errors`),
+    ``spread``: its mean, sd, min and max per target and strategy
+    (:func:`routelib.routing.transfer_runs.run_spread`)."""
     table: pd.DataFrame
     errors: pd.DataFrame
     means: pd.DataFrame
+    runs: pd.DataFrame
+    spread: pd.DataFrame
 
 
 def frame_digest(frame: pd.DataFrame, columns) -> str:
@@ -142,7 +151,10 @@ class RoutingStudy:
         def compute() -> dict:
             table, errors = study.transfer_study(rows, llm, slms, methods, runs_=s.runs,
                                                  ratios=np.asarray(s.ratios), seed=s.seed)
-            return {"table": table, "errors": errors, "means": study.transfer_means(errors)}
+            per_run = study.transfer_run_errors(rows, llm, slms, methods, runs_=s.runs,
+                                                ratios=np.asarray(s.ratios), seed=s.seed)
+            return {"table": table, "errors": errors, "means": study.transfer_means(errors),
+                    "runs": per_run, "spread": run_spread(per_run)}
         if rows.empty or llm.empty:
             compute()  # raises CalibrationError, as on any input with nothing to transfer
         inputs = {"conf": frame_digest(rows, CONF_COLUMNS), "llm": frame_digest(llm, LLM_COLUMNS)}

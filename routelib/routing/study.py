@@ -26,7 +26,7 @@ _RATIO_COLUMNS = ("uq", "oracle", "random")
 SUMMARY_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD, R.N, "slm_accuracy", "llm_accuracy") + \
     tuple(f"{k}_{r}" for r in _RATIO_COLUMNS for k in ("auc", f"ratio_{int(SHARE * 100)}"))
 MEANS_COLUMNS = (R.SLM, R.LLM, R.METHOD, "slm_accuracy", "llm_accuracy") + SUMMARY_COLUMNS[7:] \
-    + ("datasets", "beats_random")
+    + ("datasets", "beats_random", "items")
 TOP_K_TABLE_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD) + R.TOP_K_COLUMNS
 SHIFT_SUMMARY_COLUMNS = (R.SLM, R.METHOD, "datasets", "ks_mean", "ks_max", "w_rank_mean",
                          "w_rank_max")
@@ -107,12 +107,15 @@ def routing_summary(sim: pd.DataFrame, share: float = SHARE) -> pd.DataFrame:
 
 def method_means(summary: pd.DataFrame) -> pd.DataFrame:
     """Mean over datasets per (slm, llm, method) of the numeric columns of
-    :func:`routing_summary`, plus how often the UQ router beats the random one (AUC)."""
+    :func:`routing_summary`, plus how often the UQ router beats the random one (AUC) and
+    ``items``, the items the method actually scored (its routable items, summed over its
+    datasets). Every reference (oracle, random) is the method's own, on exactly its items."""
     num = summary.select_dtypes("number").columns.drop("n")
     g = summary.groupby([R.SLM, R.LLM, R.METHOD], sort=False)
     out = g[list(num)].mean()
     out["datasets"] = g.size()
     out["beats_random"] = g.apply(lambda d: int((d["auc_uq"] > d["auc_random"]).sum()))
+    out["items"] = g["n"].sum().astype(int)
     return out.reset_index()
 
 
@@ -134,6 +137,27 @@ def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, meth
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
     table = pd.concat(frames, ignore_index=True)
     return table, cal.transfer_errors(table)
+
+
+def transfer_run_errors(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
+                        runs_: int = 3, ratios=R.DEFAULT_RATIOS,
+                        seed: int = config.SEED) -> pd.DataFrame:
+    """:func:`routelib.routing.transfer_runs.transfer_runs` for every (slm, method) with two
+    datasets or more, every target and strategy: one mean realized-ratio error per run."""
+    from routelib.routing.transfer_runs import transfer_runs
+    frames = []
+    for slm in slms:
+        for m in methods:
+            rows = pooled_for(conf_table, slm, m)
+            if rows[R.DATASET].nunique() < 2:
+                continue
+            llm = matched_llm(rows, llm_table)
+            frames += [transfer_runs(rows, llm, slm, m, t, strategy=st, runs=runs_,
+                                     ratios=tuple(ratios), seed=seed)
+                       for t in dict.fromkeys(rows[R.DATASET]) for st in cal.STRATEGIES]
+    if not frames:
+        raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
+    return pd.concat(frames, ignore_index=True)
 
 
 def transfer_means(errors: pd.DataFrame) -> pd.DataFrame:

@@ -6,7 +6,9 @@ the methods need, and applies every method of :mod:`routelib.uq.methods`. Column
 (:data:`CONFIDENCE_COLUMNS`):
 
 - ``slm``, ``model_id``, ``dataset``, ``item_id``, ``method``, ``confidence`` (higher = more
-  confident; NaN when discarded), ``correct`` (bool, the rule-based grade of the greedy answer);
+  confident; NaN when discarded), ``correct`` (bool, the rule-based grade of the greedy answer;
+  for ``verbal_1s``, of the answer in its own output, which its confidence is about: the paper
+  asks for "both the answer and numeric confidence in one step");
 - ``discarded`` (bool) and ``discard_reason``: the method's own ``discards`` text
   (:mod:`routelib.uq.methods`): verbalized outputs without a usable number (the paper discards these
   items), empty generations for the token-probability methods; and probes whose in-domain
@@ -32,11 +34,13 @@ import numpy as np
 import pandas as pd
 
 from routelib import config, data
+from routelib.answers import grading
 from routelib.columns import CONFIDENCE_COLUMNS
 from routelib.errors import RoutelibError
 from routelib.uq import methods as uq, probe as P, stats as S
 from routelib.uq.probe_store import ProbeSpec, StoredProbe
 from routelib.uq.statcache import RunOptions, item_stats
+from routelib.uq.verbal import split_one_stage
 
 PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
 NO_NUMBER = "no confidence in output"
@@ -95,12 +99,12 @@ def confidence_table(model: str, datasets: Sequence[str] | None = None,
     for ds in datasets:
         try:
             evaluated[ds] = item_stats(model, ds, plain + (["trained_probe"] if probes else []),
-                                       limit=limit, options=o)[1:]
+                                       limit=limit, options=o)
         except NotCached:
             missing.append(ds)
     feats, train_missing = _probe_features(model, datasets, probes, train_limit, o)
-    frames = [f for ds, (rows, st) in evaluated.items() if st
-              for f in _dataset_frames(model, ds, rows, st, methods, feats)]
+    frames = [f for ds, (recs, rows, st) in evaluated.items() if st
+              for f in _dataset_frames(model, ds, (recs, rows, st), methods, feats)]
     out = (pd.concat(frames, ignore_index=True)[list(CONFIDENCE_COLUMNS)] if frames
            else pd.DataFrame(columns=list(CONFIDENCE_COLUMNS)))
     out.attrs.update(missing=missing, probe_train_missing=train_missing)
@@ -129,17 +133,23 @@ def _probe_features(model: str, datasets: list, probes: list, train_limit: int,
     return feats, train_missing
 
 
-def _dataset_frames(model: str, ds: str, rows: pd.DataFrame, st: list, methods: list,
+def _dataset_frames(model: str, ds: str, evaluated: tuple, methods: list,
                     feats: dict) -> list[pd.DataFrame]:
-    """The confidence rows of one dataset, one frame per method that can score it."""
+    """The confidence rows of one dataset (``evaluated``: records, answer rows, statistics),
+    one frame per method that can score it; ``verbal_1s`` rows are graded on the answer in
+    the same output (:func:`verbal_1s_correct`)."""
+    records, rows, st = evaluated
     base = pd.DataFrame({"slm": model, "model_id": rows["model_id"].to_numpy(),
                          "dataset": ds, "item_id": rows["item_id"].to_numpy(),
                          "correct": rows["correct"].astype(bool).to_numpy()})
     frames = []
     for m in methods:
         reason = getattr(uq.METHODS[m], "discards", None) or NO_NUMBER
+        reasons = None
         if m not in uq.PROBE_METHODS:
-            conf = uq.make(m).compute(st)
+            method = uq.make(m)
+            conf = method.compute(st)
+            reasons = method.discard_reasons(st, conf)
         else:
             if m == "trained_probe" and ds not in feats:
                 continue  # cached_only and its train features are not cached
@@ -152,9 +162,21 @@ def _dataset_frames(model: str, ds: str, rows: pd.DataFrame, st: list, methods: 
                 conf = uq.make(m, probe=fitted).compute(st)
         conf = np.asarray(conf, dtype=float)
         frame = base.assign(method=m, confidence=conf, discarded=np.isnan(conf))
-        frame["discard_reason"] = np.where(frame["discarded"], reason, "")
+        frame["discard_reason"] = (reasons if reasons is not None
+                                   else np.where(frame["discarded"], reason, ""))
+        if m == "verbal_1s":
+            frame["correct"] = verbal_1s_correct(records, st)
         frames.append(frame)
     return frames
+
+
+def verbal_1s_correct(records, st: list) -> np.ndarray:
+    """The rule-based grade (:func:`routelib.answers.grading.grade`: letter for MCQ, true/false,
+    number for math, text for the rest) of the answer inside each one-stage verbal output
+    (:func:`routelib.uq.verbal.split_one_stage`): the confidence is about that answer, not
+    the greedy one."""
+    return np.array([grading.grade(r, split_one_stage(d[S.VERBAL_1S_TEXT])[0]).correct
+                     for r, d in zip(records, st)], dtype=bool)
 
 
 def stored_probe(model: str, model_id: str, kind: str, dataset: str,
@@ -195,12 +217,19 @@ def _fit_ood(feats: dict, held_out: str):
 
 
 def discard_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (slm, dataset, method): items, discarded items and the discard rate (only rows with
-    at least one discard, so nothing dropped goes unreported)."""
-    g = table.groupby(["slm", "dataset", "method"], sort=False)
+    """Per (slm, dataset, method): items, discarded items, the discard rate and ``reasons``
+    (each reason with its count, most frequent first: ``"<reason> (12); <reason> (3)"``), only
+    rows with at least one discard, so nothing dropped goes unreported."""
+    keys = ["slm", "dataset", "method"]
+    g = table.groupby(keys, sort=False)
     out = g.agg(items=("discarded", "size"), discarded=("discarded", "sum")).reset_index()
     out["rate"] = out["discarded"] / out["items"]
-    return out[out["discarded"] > 0].reset_index(drop=True)
+    out = out[out["discarded"] > 0].reset_index(drop=True)
+    d = table[table["discarded"].astype(bool)]
+    why = {k: "; ".join(f"{r} ({n})" for r, n in grp["discard_reason"].value_counts().items())
+           for k, grp in d.groupby(keys, sort=False)}
+    out["reasons"] = [why.get(tuple(r), "") for r in out[keys].itertuples(index=False)]
+    return out
 
 
 def table_path(model: str, limit: int | None) -> Path:

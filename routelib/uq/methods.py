@@ -39,7 +39,7 @@ from typing import ClassVar, Mapping, Sequence
 import numpy as np
 
 from routelib.uq import stats as S
-from routelib.uq.verbal import parse_verbal_confidence  # noqa: F401  (part of this API)
+from routelib.uq.verbal import parse_verbal, parse_verbal_confidence  # noqa: F401  (API)
 
 
 def _logprobs(stats: Mapping, name: str, who: str) -> np.ndarray:
@@ -73,6 +73,11 @@ class Method:
     def compute(self, items: Sequence[Mapping]) -> np.ndarray:
         """Confidences of ``items`` (one statistics dict each), shape ``(len(items),)``."""
         return np.array([self(s) for s in items], dtype=float)
+
+    def discard_reasons(self, items: Sequence[Mapping], confidence) -> list[str]:
+        """Per item, why it was discarded (``""`` where its confidence is a number): by default
+        :attr:`discards` for every NaN."""
+        return [(self.discards or "") if math.isnan(c) else "" for c in confidence]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
@@ -167,11 +172,17 @@ class PTrue(Method):
 # ---- verbalized confidence (the parser: routelib.uq.verbal) ---------------------------------
 class _Verbal(Method):
     stat: ClassVar[str]
-    discards = "an output without a usable number (parse_verbal_confidence returned None)"
+    discards = ("an output without a usable number, one that states a scale ('0 to 100') or "
+                "one out of range (parse_verbal's reason)")
 
     def confidence(self, stats: Mapping) -> float:
         v = parse_verbal_confidence(stats[self.stat])
         return math.nan if v is None else v
+
+    def discard_reasons(self, items: Sequence[Mapping], confidence) -> list[str]:
+        """:func:`routelib.uq.verbal.parse_verbal`'s reason per discarded item."""
+        return [parse_verbal(s[self.stat]).reason if math.isnan(c) else ""
+                for s, c in zip(items, confidence)]
 
 
 class Verbal1S(_Verbal):

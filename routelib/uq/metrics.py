@@ -5,6 +5,17 @@ answer. NaN confidences are *discarded* items (e.g. verbalized answers without a
 they are left out of the AUROC and counted in ``n_discarded``. AUROC is undefined (``None``)
 when the kept items are all correct or all wrong.
 
+*Estimable*: an AUROC rests on its correct and its wrong items; with a handful of either it is
+noise (1 correct item among 200 gives any value from 0 to 1). A setting is estimable with at
+least :data:`MIN_CORRECT` correct and :data:`MIN_WRONG` wrong kept items
+(:func:`is_estimable`, :func:`estimable_mask`); the others are reported as "too few" and left
+out of means, ranks and counts (:mod:`routelib.report.uq_page`, :mod:`routelib.report.verdicts`).
+
+Intervals: :func:`auroc_with_ci` resamples the correct and the wrong items separately (a
+bootstrap stratified by class), so every resample has both classes in the observed numbers and
+none is dropped; dropping one-class resamples of a plain bootstrap understates the interval
+exactly where there are few items of one class.
+
 The confidence table (input of :func:`auroc_table`) is tidy, one row per
 (slm, dataset, item, method), with columns :data:`CONF_COLUMNS`; the output has one row
 per (slm, dataset, method) with columns :data:`AUROC_COLUMNS`.
@@ -22,6 +33,8 @@ from routelib.columns import CONF_COLUMNS, DATASET, METHOD, SLM
 from routelib.config import SEED
 
 
+MIN_CORRECT = MIN_WRONG = 10  # an AUROC needs at least this many correct and wrong kept items
+TOO_FEW = "too few"  # how a setting below MIN_CORRECT / MIN_WRONG is reported
 GROUP_COLUMNS = (SLM, DATASET, METHOD)
 AUROC_COLUMNS = GROUP_COLUMNS + ("auroc", "ci_low", "ci_high", "n", "n_discarded",
                                  "n_correct", "n_boot_skipped")
@@ -84,28 +97,36 @@ def _rank_auc(conf: np.ndarray, corr: np.ndarray) -> np.ndarray:
     return auc
 
 
+def is_estimable(n_correct: int, n: int) -> bool:
+    """At least :data:`MIN_CORRECT` correct and :data:`MIN_WRONG` wrong among ``n`` kept
+    items."""
+    return n_correct >= MIN_CORRECT and n - n_correct >= MIN_WRONG
+
+
+def estimable_mask(table: pd.DataFrame) -> pd.Series:
+    """Per row of an :func:`auroc_table` (``n`` = kept items, ``n_correct``): estimable?"""
+    return (table["n_correct"] >= MIN_CORRECT) & (table["n"] - table["n_correct"] >= MIN_WRONG)
+
+
 def auroc_with_ci(confidence, correct, n_boot: int = 1000, seed: int = SEED,
                   alpha: float = 0.05) -> AurocResult:
-    """AUROC with a percentile bootstrap ``1 - alpha`` interval over items.
-
-    Resamples (with replacement, of the kept items) that are all correct or all wrong have no
-    AUROC: they are skipped and counted in ``n_boot_skipped``. The interval is ``None`` when
-    the AUROC is undefined or every resample was skipped. Deterministic for a given seed.
+    """AUROC with a percentile bootstrap ``1 - alpha`` interval over items, stratified by
+    class: each resample draws the correct items (with replacement) from the correct ones and
+    the wrong items from the wrong ones, keeping both counts, so no resample is one class
+    (``n_boot_skipped`` is 0; the field stays for readers of older tables). The interval is
+    ``None`` when the AUROC is undefined. Deterministic for a given seed.
     """
     res = auroc_result(confidence, correct)
     if res.value is None:
         return res
     conf, corr, _ = _clean(confidence, correct)
     rng = np.random.default_rng(seed)
-    idx = rng.integers(0, len(conf), size=(n_boot, len(conf)))
+    pos, neg = np.flatnonzero(corr == 1), np.flatnonzero(corr == 0)
+    idx = np.concatenate([rng.choice(pos, size=(n_boot, len(pos))),
+                          rng.choice(neg, size=(n_boot, len(neg)))], axis=1)
     boots = _rank_auc(conf[idx], corr[idx])
-    ok = boots[~np.isnan(boots)]
-    skipped = n_boot - len(ok)
-    if len(ok) == 0:
-        return AurocResult(res.value, res.n, res.n_discarded, None, None, res.n_correct, skipped)
-    lo, hi = np.quantile(ok, [alpha / 2, 1 - alpha / 2])
-    return AurocResult(res.value, res.n, res.n_discarded, float(lo), float(hi), res.n_correct,
-                       skipped)
+    lo, hi = np.quantile(boots, [alpha / 2, 1 - alpha / 2])
+    return AurocResult(res.value, res.n, res.n_discarded, float(lo), float(hi), res.n_correct, 0)
 
 
 def auroc_table(conf_table: pd.DataFrame, ci: bool = False, n_boot: int = 1000,
