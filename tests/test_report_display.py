@@ -66,7 +66,8 @@ def test_answers_names_where_the_llm_is_significantly_better_or_worse():
 
 
 def _auroc(values):
-    rows = [dict(slm="s", dataset=d, method=m, auroc=v, ci_low=v - 0.05, ci_high=v + 0.05)
+    rows = [dict(slm="s", dataset=d, method=m, auroc=v, ci_low=v - 0.05, ci_high=v + 0.05,
+                 n=100, n_correct=40, n_discarded=0)
             for (d, m), v in values.items()]
     return pd.DataFrame(rows)
 
