@@ -12,13 +12,14 @@ from routelib.cli import options as o
 def check_cached(slms, limit: int | None, option: str = "--slm") -> None:
     """Before a page is computed: each SLM has a saved confidence table of this limit or at
     least cached answers (an empty cache would fail deep inside pandas)."""
+    from routelib import models
     from routelib.uq import confidence
     cache = config.cache_dir()
     for slm in slms:
-        path = confidence.table_path(slm, limit)
-        if path.exists() or any((cache / "answers" / slm).glob("*/eval__*/part-*.parquet")):
+        path, name = confidence.table_path(slm, limit), models.folder_name(slm)
+        if path.exists() or any((cache / "answers" / name).glob("*/eval__*/part-*.parquet")):
             continue
-        saved = sorted(p.stem.split("__")[-1] for p in path.parent.glob(f"{slm}__n*.parquet"))
+        saved = sorted(p.stem.split("__")[-1] for p in path.parent.glob(f"{name}__n*.parquet"))
         other = f" (saved tables of other limits: {', '.join(saved)})" if saved else ""
         raise o.CliError(f"{option} {slm}: nothing cached under {cache} for --limit "
                          f"{limit or 0}{other}; run `routelib uq --model {slm} --limit "
@@ -48,6 +49,20 @@ def _complete_cache(slms, llm: str, limit):
                          f"--model {slms[0]} --limit {limit or 0}` first") from None
 
 
+@contextmanager
+def _small_pool():
+    """A calibration set that draws no item: say which options draw more."""
+    from routelib.routing.calibration import CalibrationError
+    try:
+        yield
+    except CalibrationError as exc:
+        if "no item was drawn" not in str(exc):
+            raise
+        text = str(exc).split("; raise fraction")[0]
+        raise o.CliError(f"--export: {text}; pass fewer --calibration-bins or a larger "
+                         "--calibration-fraction") from None
+
+
 def cmd_routing(args) -> int:
     from routelib.report import routing_page
     o.check_models([*args.slm, args.llm])
@@ -56,11 +71,12 @@ def cmd_routing(args) -> int:
     figures = Path(args.figures) if args.figures else None
     rel = (str(figures.relative_to(Path(args.markdown).parent)) if figures and args.markdown
            else args.figures)
-    with _complete_cache(args.slm, args.llm, o.limit_arg(args)):
+    with _complete_cache(args.slm, args.llm, o.limit_arg(args)), _small_pool():
         md = routing_page.write(args.slm, args.llm, limit=o.limit_arg(args), figures=figures,
                                 figures_rel=rel,
                                 export=Path(args.export) if args.export else None,
-                                transfer_methods=methods)
+                                transfer_methods=methods,
+                                export_draw=(args.calibration_bins, args.calibration_fraction))
     if args.markdown:
         Path(args.markdown).write_text(md, encoding="utf-8")
         print(f"wrote {args.markdown}")
@@ -192,6 +208,14 @@ def add(sub) -> None:
                     help="write the page here (default: print it)")
     rt.add_argument("--figures", help="save the figures (PNG) in this directory")
     rt.add_argument("--export", help="export the calibration sets under this directory")
+    rt.add_argument("--calibration-bins", type=o.positive_int, default=config.CALIBRATION_BINS,
+                    help="--export: Algorithm 1's equal-width confidence bins (default "
+                         f"{config.CALIBRATION_BINS}, the paper's M)")
+    rt.add_argument("--calibration-fraction", type=o.fraction,
+                    default=config.CALIBRATION_FRACTION,
+                    help="--export: share of each bin drawn into the set, in (0, 1] (default "
+                         f"{config.CALIBRATION_FRACTION}); with a few hundred items per SLM or "
+                         "fewer, take fewer bins or a larger share, else no item is drawn")
     rt.set_defaults(func=cmd_routing)
 
     fd = sub.add_parser("findings", help="render the book's findings page from the cache",

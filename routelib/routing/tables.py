@@ -33,6 +33,7 @@ import pandas as pd
 
 from routelib import config
 from routelib.columns import CONFIDENCE_COLUMNS, DATASET, LLM_COLUMNS, METHOD, SLM
+from routelib.models.registry import folder_name
 from routelib.routing.study import llm_answers
 from routelib.uq import confidence
 
@@ -106,9 +107,13 @@ def attach_llm(tables, llm: str, limit: int | None = config.LIMIT, quick: bool =
                slms=None) -> Tables:
     """Concatenate confidence tables (one per SLM, in ``slms`` order) and read ``llm``'s answers
     on their datasets; a dataset the LLM has not answered is left out and named (module
-    docstring). ``quick``: read answers only; else the LLM answers what is missing."""
+    docstring). ``quick``: read answers only; else the LLM answers what is missing. Models are
+    named by their folder names (:func:`routelib.models.folder_name`), as in the tables' ``slm``
+    column, whatever reference (a directory, a hub id) was passed."""
     tables = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
-    slms = list(slms) if slms is not None else [t[SLM].iloc[0] for t in tables if len(t)]
+    slms = ([folder_name(s) for s in slms] if slms is not None
+            else [t[SLM].iloc[0] for t in tables if len(t)])
+    name = folder_name(llm)
     missing = {s: list(t.attrs.get("missing", [])) for s, t in zip(slms, tables)}
     train_missing = {s: list(t.attrs.get("probe_train_missing", []))
                      for s, t in zip(slms, tables)}
@@ -123,7 +128,7 @@ def attach_llm(tables, llm: str, limit: int | None = config.LIMIT, quick: bool =
     if no_llm:
         conf = conf[~conf[DATASET].isin(no_llm)].reset_index(drop=True)
         for s in missing:
-            missing[s] += [f"{d} (no {llm} answers)" for d in no_llm]
+            missing[s] += [f"{d} (no {name} answers)" for d in no_llm]
     llm_table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=list(LLM_COLUMNS))
-    return Tables(conf, llm_table, llm, missing, train_missing)
+    return Tables(conf, llm_table, name, missing, train_missing)
