@@ -346,12 +346,12 @@ def test_console_script_and_module_entry_point():
 
 
 def test_data_dir_is_prepended_to_the_data_path(tmp_path, monkeypatch, capsys):
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir(), b.mkdir()
-    monkeypatch.setenv("ROUTELIB_DATA_PATH", "/old/root")
+    a, b, old = tmp_path / "a", tmp_path / "b", tmp_path / "old"
+    a.mkdir(), b.mkdir(), old.mkdir()   # `datasets` reads every root: they must exist
+    monkeypatch.setenv("ROUTELIB_DATA_PATH", str(old))
     code, _, _ = run(capsys, "--data-dir", str(a), "--data-dir", str(b), "datasets")
     assert code == 0
-    assert os.environ["ROUTELIB_DATA_PATH"] == f"{a}:{b}:/old/root"
+    assert os.environ["ROUTELIB_DATA_PATH"] == f"{a}:{b}:{old}"
     line = one_error(capsys, "--data-dir", str(tmp_path / "nope"), "datasets")
     assert "argument --data-dir: no directory" in line and "nope" in line
 
@@ -387,6 +387,12 @@ def test_routing_and_findings_on_an_empty_cache(cmd, capsys, tmp_path, fresh_cac
     (["generate", "--chunk-size", "0"], "argument --chunk-size: expected an integer >= 1, got 0"),
     (["generate", "--limit", "-3"], "argument --limit: expected an integer >= 0, got -3"),
     (["probe", "--out", "/no/such/dir/p.pt"], "argument --out: the directory '/no/such/dir'"),
+    (["routing", "--calibration-fraction", "0"],
+     "argument --calibration-fraction: expected a number in (0, 1], got 0"),
+    (["routing", "--calibration-fraction", "1.2"],
+     "argument --calibration-fraction: expected a number in (0, 1], got 1.2"),
+    (["routing", "--calibration-bins", "0"],
+     "argument --calibration-bins: expected an integer >= 1, got 0"),
 ])
 def test_bad_option_values_are_refused_before_anything_runs(argv, message, capsys,
                                                             no_model_loading):

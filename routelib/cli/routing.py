@@ -26,27 +26,39 @@ def check_cached(slms, limit: int | None, option: str = "--slm") -> None:
                          f"{limit or 0}` first, or set ROUTELIB_CACHE_DIR to a cache that has it")
 
 
+def _no_llm_answers(llm: str, limit) -> o.CliError:
+    return o.CliError(f"--llm {llm}: its answers to the SLMs' datasets at --limit {limit or 0} "
+                      f"are not all in the cache under {config.cache_dir()}; run `routelib "
+                      f"generate --model {llm} --limit {limit or 0}` for them first")
+
+
+def _no_slm_results(slms, limit) -> o.CliError:
+    return o.CliError(f"no complete results of {', '.join(slms)} at --limit {limit or 0} under "
+                      f"{config.cache_dir()}: the pages need the answers and the statistics of "
+                      f"every UQ method on at least one dataset; run `routelib uq --model "
+                      f"{slms[0]} --limit {limit or 0}` first")
+
+
 @contextmanager
 def _complete_cache(slms, llm: str, limit):
-    """Name an incomplete cache instead of pandas' ``No objects to concatenate`` or the bare
-    ``not in the cache`` of the LLM tier's missing answers."""
+    """Name an incomplete cache instead of pandas' ``No objects to concatenate``, the bare
+    ``not in the cache`` of the LLM tier's missing answers, or an empty page
+    (:class:`routelib.routing.tables.NoResults`: every dataset left out)."""
+    from routelib.routing.tables import NoResults
     from routelib.uq.confidence import NotCached
     try:
         yield
+    except NoResults as exc:
+        raise (_no_llm_answers(llm, limit) if exc.no_llm else
+               _no_slm_results(slms, limit)) from None
     except NotCached as exc:
         if str(exc) != "not in the cache":  # the judge's, which name what is missing
             raise
-        raise o.CliError(f"--llm {llm}: its answers to the SLMs' datasets at --limit "
-                         f"{limit or 0} are not all in the cache under {config.cache_dir()}; "
-                         f"run `routelib generate --model {llm} --limit {limit or 0}` for them "
-                         "first") from None
+        raise _no_llm_answers(llm, limit) from None
     except ValueError as exc:
         if "No objects to concatenate" not in str(exc):
             raise
-        raise o.CliError(f"no complete results of {', '.join(slms)} at --limit {limit or 0} "
-                         f"under {config.cache_dir()}: the pages need the answers and the "
-                         "statistics of every UQ method on at least one dataset; run `routelib uq "
-                         f"--model {slms[0]} --limit {limit or 0}` first") from None
+        raise _no_slm_results(slms, limit) from None
 
 
 @contextmanager

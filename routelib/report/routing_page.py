@@ -53,6 +53,8 @@ def write(slms, llm: str, limit: int | None = config.LIMIT, figures: Path | None
     import matplotlib
     matplotlib.use("Agg")
     t = tables.load(slms, llm, limit=limit)
+    if t.conf.empty:
+        raise tables.NoResults(t)
     # the tables name models by folder name: a directory or hub id passed in becomes that
     slms, llm = [models.folder_name(s) for s in slms], t.llm_name
     rs = saved.RoutingStudy(t, saved.StudySettings(transfer_methods=tuple(transfer_methods)))

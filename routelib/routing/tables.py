@@ -33,9 +33,22 @@ import pandas as pd
 
 from routelib import config
 from routelib.columns import CONFIDENCE_COLUMNS, DATASET, LLM_COLUMNS, METHOD, SLM
+from routelib.errors import RoutelibError
 from routelib.models.registry import folder_name
 from routelib.routing.study import llm_answers
 from routelib.uq import confidence
+
+
+class NoResults(RoutelibError, LookupError):
+    """Every dataset was left out (:attr:`Tables.missing` says why): a page has nothing to
+    show. ``tables``: the empty :class:`Tables`; ``no_llm``: whether the LLM tier's missing
+    answers left something out (else the SLMs' own results are missing)."""
+
+    def __init__(self, tables: "Tables"):
+        self.tables = tables
+        self.no_llm = any(m.endswith(f"(no {tables.llm_name} answers)")
+                          for ms in tables.missing.values() for m in ms)
+        super().__init__(f"nothing to show: {'; '.join(tables.notes()) or 'no datasets'}")
 
 
 @dataclass
