@@ -99,6 +99,8 @@ BATCH_SIZE = 16  # sequences per forward pass of a local model
 CHUNK_SIZE = 16  # items per saved cache part (an interruption loses at most one)
 N_BOOT = 1000  # bootstrap resamples of the AUROC intervals
 ROUTE_RATIO = 0.3  # the routing ratio `route` takes its threshold from by default
+CALIBRATION_BINS = 30  # M of Algorithm 1: equal-width confidence bins of a calibration set
+CALIBRATION_FRACTION = 0.10  # the share of each bin drawn into the calibration set
 # an OpenAI-compatible endpoint (the LLM tier of `route`, the judge of `judge`)
 ENDPOINT_MODEL = "gpt-4o-mini"  # the model name sent to the endpoint
 ENDPOINT_KEY_ENV = "OPENAI_API_KEY"  # the environment variable holding the key

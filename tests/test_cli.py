@@ -387,6 +387,12 @@ def test_routing_and_findings_on_an_empty_cache(cmd, capsys, tmp_path, fresh_cac
     (["generate", "--chunk-size", "0"], "argument --chunk-size: expected an integer >= 1, got 0"),
     (["generate", "--limit", "-3"], "argument --limit: expected an integer >= 0, got -3"),
     (["probe", "--out", "/no/such/dir/p.pt"], "argument --out: the directory '/no/such/dir'"),
+    (["routing", "--calibration-fraction", "0"],
+     "argument --calibration-fraction: expected a number in (0, 1], got 0"),
+    (["routing", "--calibration-fraction", "1.2"],
+     "argument --calibration-fraction: expected a number in (0, 1], got 1.2"),
+    (["routing", "--calibration-bins", "0"],
+     "argument --calibration-bins: expected an integer >= 1, got 0"),
 ])
 def test_bad_option_values_are_refused_before_anything_runs(argv, message, capsys,
                                                             no_model_loading):

@@ -103,3 +103,25 @@ def test_a_one_class_train_split_discards_the_probe_and_says_why(use_data_dir):
                                         train_limit=5, backend=fake(), progress=False)
     assert len(table) == 5 and table["discarded"].all() and table["confidence"].isna().all()
     assert set(table["discard_reason"]) == {confidence.ONE_CLASS}
+
+
+def _saved(slm: str, datasets, methods, limit: int = 8):
+    import pandas as pd
+    from routelib.columns import CONFIDENCE_COLUMNS
+    rows = [{"slm": slm, "model_id": "fake:1", "dataset": d, "item_id": f"{d}-{i}",
+             "method": m, "confidence": 0.1 * i, "correct": bool(i % 2), "discarded": False,
+             "discard_reason": ""} for d in datasets for m in methods for i in range(3)]
+    table = pd.DataFrame(rows)[list(CONFIDENCE_COLUMNS)]
+    return confidence.save_table(table, confidence.table_path(slm, limit)), table
+
+
+def test_load_table_reads_a_saved_table_of_other_datasets_as_it_is(use_data_dir):
+    path, table = _saved("smollm2-135m", ["my_quiz", "gsm8k"], ["perplexity", "avg_token_prob"])
+    got = confidence.load_table("smollm2-135m", limit=8)     # none named: the whole saved table
+    assert got.attrs["source"] == str(path) and got.equals(table)
+    one = confidence.load_table("smollm2-135m", ["my_quiz"], ["perplexity"], limit=8)
+    assert len(one) == 3 and set(one["dataset"]) == {"my_quiz"}
+    assert set(one["method"]) == {"perplexity"}
+    # a method the saved table lacks: computed from the cache (nothing cached: named missing)
+    other = confidence.load_table("smollm2-135m", ["gsm8k"], ["p_true"], limit=8)
+    assert other.empty and other.attrs["missing"] == ["gsm8k"]

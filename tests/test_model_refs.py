@@ -328,3 +328,25 @@ def test_the_embedded_model_ids_are_unchanged():
             "sha256:1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
     }
     assert models.DEFAULT_LLM == "qwen2.5-coder-0.5b" and models.DEFAULT_LLM in models.EMBEDDED
+
+
+# ------------------------------------------------------------------ folder names
+
+
+def test_every_result_of_a_model_is_stored_under_its_folder_name(tiny):
+    from routelib import config
+    from routelib.uq import confidence, probe_store
+    name = models.resolve(tiny).name
+    assert models.folder_name(tiny) == models.folder_name(str(tiny)) == name
+    assert models.folder_name("smollm2-135m") == "smollm2-135m"
+    assert models.folder_name("fake-model") == "fake-model"       # a test backend's label
+    assert models.folder_name("org/name@v1.0") == "org--name@v1.0"  # parsed, not looked up
+    assert models.folder_name("org/name@refs/pr/1") == "org--name@refs-pr-1"
+    with pytest.raises(ModelError, match="not a registered name"):   # no label with a space
+        models.folder_name("org/My Model")
+    with pytest.raises(ModelError, match="no such file or directory"):
+        models.folder_name("./no/such/model")
+    assert confidence.table_path(tiny, 8) == (config.cache_dir() / "confidence"
+                                              / f"{name}__n8.parquet")
+    assert confidence.table_path(str(tiny), None).name == f"{name}__nall.parquet"
+    assert probe_store.store_dir(tiny) == config.cache_dir() / "probes" / name

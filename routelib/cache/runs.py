@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -87,16 +86,10 @@ class RunOptions:
 
 
 def run_name(model) -> str:
-    """The folder name of a model's runs: the resolved model's name
-    (:func:`routelib.models.registry.resolve`: a registered name stays itself, a path or hub id
-    becomes its spec's name); a label that is no model (a test backend's) is used as it is, if
-    it is a plain folder name (whether it may be used at all is up to the model id)."""
-    try:
-        return models.resolve(model).name
-    except models.ModelError:
-        if not re.fullmatch(r"[\w.@-]+", str(model)):
-            raise
-        return str(model)
+    """The folder name of a model's runs: :func:`routelib.models.registry.folder_name` (a
+    registered name stays itself, a path or hub id becomes its resolved spec's name; a plain
+    label that is no model, a test backend's, is used as it is)."""
+    return models.folder_name(model)
 
 
 def generate(model, dataset: str, split: str = "eval", limit: int | None = None,

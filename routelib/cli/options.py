@@ -74,6 +74,14 @@ def ratio(text: str) -> float:
     return value
 
 
+def fraction(text: str) -> float:
+    """A share in (0, 1]."""
+    value = _number(float, text, "a number in (0, 1]")
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value:g}")
+    return value
+
+
 def existing_file(text: str) -> str:
     if not Path(text).is_file():
         raise argparse.ArgumentTypeError(f"no file {text!r}")

@@ -12,38 +12,18 @@ from routelib.cli import options as o
 def check_cached(slms, limit: int | None, option: str = "--slm") -> None:
     """Before a page is computed: each SLM has a saved confidence table of this limit or at
     least cached answers (an empty cache would fail deep inside pandas)."""
+    from routelib import models
     from routelib.uq import confidence
     cache = config.cache_dir()
     for slm in slms:
-        path = confidence.table_path(slm, limit)
-        if path.exists() or any((cache / "answers" / slm).glob("*/eval__*/part-*.parquet")):
+        path, name = confidence.table_path(slm, limit), models.folder_name(slm)
+        if path.exists() or any((cache / "answers" / name).glob("*/eval__*/part-*.parquet")):
             continue
-        saved = sorted(p.stem.split("__")[-1] for p in path.parent.glob(f"{slm}__n*.parquet"))
+        saved = sorted(p.stem.split("__")[-1] for p in path.parent.glob(f"{name}__n*.parquet"))
         other = f" (saved tables of other limits: {', '.join(saved)})" if saved else ""
         raise o.CliError(f"{option} {slm}: nothing cached under {cache} for --limit "
                          f"{limit or 0}{other}; run `routelib uq --model {slm} --limit "
                          f"{limit or 0}` first, or set ROUTELIB_CACHE_DIR to a cache that has it")
-
-
-@contextmanager
-def _complete_cache(slms, llm: str, limit):
-    """Name an incomplete cache instead of pandas' ``No objects to concatenate`` or the bare
-    ``not in the cache`` of the LLM tier's missing answers."""
-    from routelib.routing.tables import EmptyTables
-    from routelib.uq.confidence import NotCached
-    try:
-        yield
-    except EmptyTables as exc:
-        raise (_no_llm_answers(llm, limit) if exc.llm_missing else
-               _no_results(slms, limit)) from None
-    except NotCached as exc:
-        if str(exc) != "not in the cache":  # the judge's, which name what is missing
-            raise
-        raise _no_llm_answers(llm, limit) from None
-    except ValueError as exc:
-        if "No objects to concatenate" not in str(exc):
-            raise
-        raise _no_results(slms, limit) from None
 
 
 def _no_llm_answers(llm: str, limit) -> o.CliError:
@@ -52,13 +32,47 @@ def _no_llm_answers(llm: str, limit) -> o.CliError:
                       f"generate --model {llm} --limit {limit or 0}` for them first")
 
 
-def _no_results(slms, limit) -> o.CliError:
+def _no_slm_results(slms, limit) -> o.CliError:
     return o.CliError(f"no complete results of {', '.join(slms)} at --limit {limit or 0} under "
                       f"{config.cache_dir()}: the pages need the answers and the statistics of "
-                      "every UQ method on at least one dataset; run `routelib uq --model "
+                      f"every UQ method on at least one dataset; run `routelib uq --model "
                       f"{slms[0]} --limit {limit or 0}` first")
 
 
+@contextmanager
+def _complete_cache(slms, llm: str, limit):
+    """Name an incomplete cache instead of pandas' ``No objects to concatenate``, the bare
+    ``not in the cache`` of the LLM tier's missing answers, or an empty page
+    (:class:`routelib.routing.tables.NoResults`: every dataset left out)."""
+    from routelib.routing.tables import NoResults
+    from routelib.uq.confidence import NotCached
+    try:
+        yield
+    except NoResults as exc:
+        raise (_no_llm_answers(llm, limit) if exc.no_llm else
+               _no_slm_results(slms, limit)) from None
+    except NotCached as exc:
+        if str(exc) != "not in the cache":  # the judge's, which name what is missing
+            raise
+        raise _no_llm_answers(llm, limit) from None
+    except ValueError as exc:
+        if "No objects to concatenate" not in str(exc):
+            raise
+        raise _no_slm_results(slms, limit) from None
+
+
+@contextmanager
+def _small_pool():
+    """A calibration set that draws no item: say which options draw more."""
+    from routelib.routing.calibration import CalibrationError
+    try:
+        yield
+    except CalibrationError as exc:
+        if "no item was drawn" not in str(exc):
+            raise
+        text = str(exc).split("; raise fraction")[0]
+        raise o.CliError(f"--export: {text}; pass fewer --calibration-bins or a larger "
+                         "--calibration-fraction") from None
 def _published_export(args) -> int:
     """``routing --published [SLM ...] --export DIR``: calibration sets of the published outputs."""
     from routelib.report import paper_scale
@@ -96,11 +110,12 @@ def cmd_routing(args) -> int:
     figures = Path(args.figures) if args.figures else None
     rel = (str(figures.relative_to(Path(args.markdown).parent)) if figures and args.markdown
            else args.figures)
-    with _complete_cache(args.slm, args.llm, o.limit_arg(args)):
+    with _complete_cache(args.slm, args.llm, o.limit_arg(args)), _small_pool():
         md = routing_page.write(args.slm, args.llm, limit=o.limit_arg(args), figures=figures,
                                 figures_rel=rel,
                                 export=Path(args.export) if args.export else None,
-                                transfer_methods=methods)
+                                transfer_methods=methods,
+                                export_draw=(args.calibration_bins, args.calibration_fraction))
     if args.markdown:
         Path(args.markdown).write_text(md, encoding="utf-8")
         print(f"wrote {args.markdown}")
@@ -248,6 +263,14 @@ def add(sub) -> None:
     rt.add_argument("--download", action="store_true",
                     help="with --published: fetch missing published files from upstream at "
                          "the pinned commit (sha256 checked)")
+    rt.add_argument("--calibration-bins", type=o.positive_int, default=config.CALIBRATION_BINS,
+                    help="--export: Algorithm 1's equal-width confidence bins (default "
+                         f"{config.CALIBRATION_BINS}, the paper's M)")
+    rt.add_argument("--calibration-fraction", type=o.fraction,
+                    default=config.CALIBRATION_FRACTION,
+                    help="--export: share of each bin drawn into the set, in (0, 1] (default "
+                         f"{config.CALIBRATION_FRACTION}); with a few hundred items per SLM or "
+                         "fewer, take fewer bins or a larger share, else no item is drawn")
     rt.set_defaults(func=cmd_routing)
 
     fd = sub.add_parser("findings", help="render the book's findings page from the cache",

@@ -37,8 +37,9 @@ def _check(args):
         raise o.CliError("--budget and --randomize-ties need --adapt STATE_FILE")
     if args.threshold is not None:
         return args.threshold
+    from routelib import models
     where = args.calibration or str(config.cache_dir() / "calibration" /
-                                    f"{args.slm}__{args.method}")
+                                    f"{models.folder_name(args.slm)}__{args.method}")
     return router.threshold_from_calibration(where, args.ratio)
 
 
@@ -102,7 +103,8 @@ def add(sub) -> None:
     q.add_argument("--kind", default="auto", choices=("auto", "mcq", "math", "text"),
                    help="query kind (auto: mcq with --choices, math if it has a digit, else text)")
     q.add_argument("--slm", default=config.REFERENCE_SLMS[0],
-                   help=f"registered SLM, runs locally (default {config.REFERENCE_SLMS[0]})")
+                   help="the SLM, runs locally: a registered name, a model directory, a .gguf "
+                        f"file or a hub id (default {config.REFERENCE_SLMS[0]})")
     q.add_argument("--method", default="perplexity",
                    help="UQ method (default perplexity; any needing no labels; probes need "
                         "--probe)")
@@ -113,10 +115,11 @@ def add(sub) -> None:
                    help="target routing ratio in [0, 1] for the calibration threshold (default "
                         f"{config.ROUTE_RATIO})")
     q.add_argument("--calibration", help="calibration set directory or CSV (default: "
-                                         "$ROUTELIB_CACHE_DIR/calibration/<slm>__<method>; "
-                                         "for a served SLM of the paper's kinds, the published "
-                                         "outputs' sets in calibration_published/, written by "
-                                         "`routing --published --export`)")
+                                         "$ROUTELIB_CACHE_DIR/calibration/<slm>__<method>, "
+                                         "<slm> the model's folder name as `routing --export` "
+                                         "writes it; for a served SLM of the paper's kinds, the "
+                                         "published outputs' sets in calibration_published/, "
+                                         "written by `routing --published --export`)")
     q.add_argument("--probe", type=o.existing_file,
                    help="a fitted probe saved by `routelib probe` (probe methods)")
     q.add_argument("--llm", default=config.REFERENCE_LLM,

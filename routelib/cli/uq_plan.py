@@ -46,7 +46,8 @@ def _stored_ids(folder) -> set:
 def _count(plan: SplitPlan, model: str, model_id: str, names: list[str], source: str) -> None:
     for ds in plan.datasets:
         ids = {r.id for r in data.load(ds, plan.split, limit=plan.limit, source=source)}
-        spec = runs.run_spec(model, model_id, ds, plan.split, runs.default_config(ds, model))
+        spec = runs.run_spec(runs.run_name(model), model_id, ds, plan.split,
+                             runs.default_config(ds, model))
         answered = _stored_ids(runs.run_dir(spec)) & ids
         plan.needed[ds, ANSWERS], plan.todo[ds, ANSWERS] = len(ids), len(ids - answered)
         for name in names:
@@ -79,7 +80,7 @@ def _rates(model: str) -> tuple[dict, str]:
 
     def rate(g) -> float:
         return float(g["seconds"].sum() / g["items"].sum())
-    mine = t[t["model"] == model]
+    mine = t[t["model"] == runs.run_name(model)]
     rates = {key: rate(g) for key, g in mine.groupby(["dataset", "step"])}
     rates.update({key: rate(g) for key, g in mine.groupby("step")})
     if rates:

@@ -5,6 +5,6 @@ that run them (:mod:`.backend` for the protocol and batching, :mod:`.transformer
 :mod:`.openai_backend` for endpoints, :mod:`.fake` for tests) and the one place that makes a
 backend (:mod:`.factory`). The names below are the registry's API."""
 from routelib.models.registry import (DEFAULT_LLM, EMBEDDED, MODELS, answer_styles, device,
-                                      get_spec, gguf_path, load, local_dir, model_id, resolve,
-                                      save_answer_styles, sha256_file)
+                                      folder_name, get_spec, gguf_path, load, local_dir,
+                                      model_id, resolve, save_answer_styles, sha256_file)
 from routelib.models.spec import ModelError, ModelSpec

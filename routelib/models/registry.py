@@ -138,6 +138,22 @@ def resolve(ref) -> ModelSpec:
 
 get_spec = resolve  # the old name, for callers that only ever passed registered names
 
+_LABEL_RE = re.compile(r"[\w.@-]+")
+
+
+def folder_name(ref) -> str:
+    """The folder-safe name everything of a model is stored under: its cache folders (answers,
+    statistics, probes), its confidence table's file and ``slm`` value, its calibration sets.
+    That is ``resolve(ref).name``, so a model passed as a directory, a ``.gguf`` path or a hub
+    id is keyed exactly like a registered one; a plain label that is no model reference (a test
+    backend's name, or a folder name this function returned) is returned as it is."""
+    try:
+        return resolve(ref).name
+    except ModelError:
+        if not isinstance(ref, str) or not _LABEL_RE.fullmatch(ref):
+            raise
+        return ref
+
 
 def _slug(text: str) -> str:
     return re.sub(r"[^\w.@-]+", "-", text).strip("-.") or "model"

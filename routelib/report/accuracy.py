@@ -31,11 +31,12 @@ def accuracy_table(model_names=None, datasets=None, limit: int | None = config.L
             cfg = default_config(ds, model)
             df = runs.generate(model, ds, split, limit=limit, cfg=cfg, backend=factory,
                                progress=False)
-            path = runs.run_dir(runs.run_spec(model, models.model_id(model), ds, split, cfg))
+            name = runs.run_name(model)  # the folder name: a directory or hub id has its own
+            path = runs.run_dir(runs.run_spec(name, models.model_id(model), ds, split, cfg))
             t = runs.throughput(path)
             k, n = int(df["correct"].sum()), len(df)
             lo, hi = wilson(k, n)
-            rows.append({"model": model, "dataset": ds, "group": answer_group(ds), "n": n,
+            rows.append({"model": name, "dataset": ds, "group": answer_group(ds), "n": n,
                          "accuracy": k / n if n else math.nan, "ci_low": lo, "ci_high": hi,
                          "config": cfg.style + ("-chat" if cfg.chat else ""),
                          "items_per_s": t["items"] / t["seconds"] if t["seconds"] else math.nan,

@@ -91,7 +91,7 @@ def judge_key(answer_spec: dict, judge_model_id: str) -> str:
 def judge_dir(answer_spec: dict, judge_name: str, judge_model_id: str) -> Path:
     run = runs.run_dir(answer_spec)
     return (config.cache_dir() / "judge" / answer_spec["model"] / answer_spec["dataset"]
-            / run.name / f"{judge_name}__{judge_key(answer_spec, judge_model_id)}")
+            / run.name / f"{runs.run_name(judge_name)}__{judge_key(answer_spec, judge_model_id)}")
 
 
 def _requests(backend, records, rows) -> list[GenRequest]:

@@ -57,8 +57,8 @@ from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, DAT
                                          check_columns, check_unique, pair_items, round_half_up,
                                          threshold_for_ratio)
 
-N_BINS = 30        # M in Algorithm 1
-FRACTION = 0.10    # share of each bin drawn into the calibration set
+N_BINS = config.CALIBRATION_BINS          # M in Algorithm 1
+FRACTION = config.CALIBRATION_FRACTION    # share of each bin drawn into the calibration set
 BIN = "bin"
 STRATEGIES = ("calibration", "random", "pooled", "single")
 SAMPLED = ("calibration", "random")  # the strategies that draw ``runs`` samples

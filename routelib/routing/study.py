@@ -45,7 +45,8 @@ def llm_answers(llm: str, datasets=None, limit: int | None = config.LIMIT, split
     for ds in data.iter_datasets(datasets):
         df = runs.generate(llm, ds, split, limit=limit, progress=False,
                            backend=backend or (_refuse if cached_only else None))
-        frames.append(pd.DataFrame({R.LLM: llm, R.DATASET: ds, R.ITEM_ID: df["item_id"],
+        frames.append(pd.DataFrame({R.LLM: runs.run_name(llm), R.DATASET: ds,
+                                    R.ITEM_ID: df["item_id"],
                                     R.CORRECT: df["correct"].astype(bool)}))
     return pd.concat(frames, ignore_index=True)
 
@@ -219,19 +220,27 @@ def decompose(shift: pd.DataFrame, value: str = D.WASSERSTEIN_RANK) -> pd.DataFr
 
 def export_calibration_sets(conf_table: pd.DataFrame, slms, methods, root: Path,
                             shown_as: Path | None = None,
-                            source: str | None = None) -> pd.DataFrame:
-    """Algorithm 1 on all routable rows of each (slm, method), exported with
-    :func:`routelib.routing.calibration.export_calibration_set` to ``root/<slm>__<method>/``
-    (``source``: the line of each README saying where the confidences came from). One row
-    per set: ``csv`` (under ``shown_as`` instead of ``root`` when given), items drawn, items and
-    datasets pooled, and non-empty bins that yielded no item."""
+                            source: str | None = None, n_bins: int = cal.N_BINS,
+                            fraction: float = cal.FRACTION) -> pd.DataFrame:
+    """Algorithm 1 (``n_bins`` bins, ``fraction`` of each drawn) on all routable rows of each
+    (slm, method), exported with :func:`routelib.routing.calibration.export_calibration_set` to
+    ``root/<slm>__<method>/`` (``<slm>``: the folder-safe name,
+    :func:`routelib.models.folder_name`; ``source``: the line of each README saying where the
+    confidences came from). One row per set: ``csv`` (under ``shown_as`` instead of ``root``
+    when given), items drawn, items and datasets pooled, and non-empty bins that yielded no
+    item. A pool too small to yield an item at these settings raises
+    :class:`routelib.routing.calibration.CalibrationError` (fewer bins or a larger fraction)."""
     rows = []
-    for slm in slms:
+    for slm in map(runs.run_name, slms):  # any model reference: the table's folder-safe name
         for m in methods:
             pool = pooled_for(conf_table, slm, m)
             if pool.empty:
                 continue
-            c = cal.build_calibration_set(pool)
+            try:
+                c = cal.build_calibration_set(pool, n_bins=n_bins, fraction=fraction)
+            except cal.CalibrationError as exc:  # name the set: which one could not be drawn
+                raise cal.CalibrationError(f"calibration set {slm}__{m} ({len(pool)} pooled "
+                                           f"items): {exc}") from None
             csv = cal.export_calibration_set(c, Path(root) / f"{slm}__{m}", source)
             meta = c.attrs["calibration"]
             shown = Path(shown_as) / csv.relative_to(root) if shown_as is not None else csv

@@ -34,17 +34,21 @@ import pandas as pd
 from routelib import config
 from routelib.columns import CONFIDENCE_COLUMNS, DATASET, LLM_COLUMNS, METHOD, SLM
 from routelib.errors import RoutelibError
+from routelib.models.registry import folder_name
 from routelib.routing.study import llm_answers
 from routelib.uq import confidence
 
 
-class EmptyTables(RoutelibError):
-    """Nothing left to report on: no SLM statistics cached (``llm_missing`` False) or none on
-    a dataset the LLM tier has answered (``llm_missing`` True)."""
+class NoResults(RoutelibError, LookupError):
+    """Every dataset was left out (:attr:`Tables.missing` says why): a page has nothing to
+    show. ``tables``: the empty :class:`Tables`; ``no_llm``: whether the LLM tier's missing
+    answers left something out (else the SLMs' own results are missing)."""
 
-    def __init__(self, message: str, llm_missing: bool):
-        super().__init__(message)
-        self.llm_missing = llm_missing
+    def __init__(self, tables: "Tables"):
+        self.tables = tables
+        self.no_llm = any(m.endswith(f"(no {tables.llm_name} answers)")
+                          for ms in tables.missing.values() for m in ms)
+        super().__init__(f"nothing to show: {'; '.join(tables.notes()) or 'no datasets'}")
 
 
 @dataclass
@@ -68,12 +72,10 @@ class Tables:
         return list(dict.fromkeys(self.conf[DATASET])) if len(self.conf) else []
 
     def require_rows(self) -> "Tables":
-        """``self``, or :class:`EmptyTables` when no (SLM, dataset) is left to report on."""
+        """``self``, or :class:`NoResults` when no (SLM, dataset) is left to report on."""
         if len(self.conf):
             return self
-        llm_missing = any("answers)" in d for m in self.missing.values() for d in m)
-        raise EmptyTables(f"no cached results to report on ({'; '.join(self.notes())})",
-                          llm_missing)
+        raise NoResults(self)
 
     def notes(self) -> list[str]:
         """One sentence per SLM and kind of gap; empty when the cache is complete."""
@@ -124,9 +126,13 @@ def attach_llm(tables, llm: str, limit: int | None = config.LIMIT, quick: bool =
                slms=None) -> Tables:
     """Concatenate confidence tables (one per SLM, in ``slms`` order) and read ``llm``'s answers
     on their datasets; a dataset the LLM has not answered is left out and named (module
-    docstring). ``quick``: read answers only; else the LLM answers what is missing."""
+    docstring). ``quick``: read answers only; else the LLM answers what is missing. Models are
+    named by their folder names (:func:`routelib.models.folder_name`), as in the tables' ``slm``
+    column, whatever reference (a directory, a hub id) was passed."""
     tables = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
-    slms = list(slms) if slms is not None else [t[SLM].iloc[0] for t in tables if len(t)]
+    slms = ([folder_name(s) for s in slms] if slms is not None
+            else [t[SLM].iloc[0] for t in tables if len(t)])
+    name = folder_name(llm)
     missing = {s: list(t.attrs.get("missing", [])) for s, t in zip(slms, tables)}
     train_missing = {s: list(t.attrs.get("probe_train_missing", []))
                      for s, t in zip(slms, tables)}
@@ -141,7 +147,7 @@ def attach_llm(tables, llm: str, limit: int | None = config.LIMIT, quick: bool =
     if no_llm:
         conf = conf[~conf[DATASET].isin(no_llm)].reset_index(drop=True)
         for s in missing:
-            missing[s] += [f"{d} (no {llm} answers)" for d in no_llm]
+            missing[s] += [f"{d} (no {name} answers)" for d in no_llm]
     llm_table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=list(LLM_COLUMNS))
-    return Tables(conf, llm_table, llm, missing, train_missing)
+    return Tables(conf, llm_table, name, missing, train_missing)

@@ -5,10 +5,12 @@ reads (or computes, once, see :mod:`routelib.uq.statcache`) the greedy answers a
 the methods need, and applies every method of :mod:`routelib.uq.methods`. Columns
 (:data:`CONFIDENCE_COLUMNS`):
 
-- ``slm``, ``model_id``, ``dataset``, ``item_id``, ``method``, ``confidence`` (higher = more
-  confident; NaN when discarded), ``correct`` (bool, the rule-based grade of the greedy answer;
-  for ``verbal_1s``, of the answer in its own output, which its confidence is about: the paper
-  asks for "both the answer and numeric confidence in one step");
+- ``slm`` (the model's folder-safe name, :func:`routelib.models.folder_name`: a model passed as
+  a directory or hub id gets its resolved name), ``model_id``, ``dataset``, ``item_id``,
+  ``method``, ``confidence`` (higher = more confident; NaN when discarded), ``correct`` (bool,
+  the rule-based grade of the greedy answer; for ``verbal_1s``, of the answer in its own
+  output, which its confidence is about: the paper asks for "both the answer and numeric
+  confidence in one step");
 - ``discarded`` (bool) and ``discard_reason``: the method's own ``discards`` text
   (:mod:`routelib.uq.methods`): verbalized outputs without a usable number (the paper discards these
   items), empty generations for the token-probability methods; and probes whose in-domain
@@ -37,6 +39,7 @@ from routelib import config, data
 from routelib.answers import grading
 from routelib.columns import CONFIDENCE_COLUMNS
 from routelib.errors import RoutelibError
+from routelib.models.registry import folder_name
 from routelib.uq import methods as uq, probe as P, stats as S
 from routelib.uq.probe_store import ProbeSpec, StoredProbe
 from routelib.uq.statcache import RunOptions, item_stats
@@ -139,7 +142,7 @@ def _dataset_frames(model: str, ds: str, evaluated: tuple, methods: list,
     one frame per method that can score it; ``verbal_1s`` rows are graded on the answer in
     the same output (:func:`verbal_1s_correct`)."""
     records, rows, st = evaluated
-    base = pd.DataFrame({"slm": model, "model_id": rows["model_id"].to_numpy(),
+    base = pd.DataFrame({"slm": folder_name(model), "model_id": rows["model_id"].to_numpy(),
                          "dataset": ds, "item_id": rows["item_id"].to_numpy(),
                          "correct": rows["correct"].astype(bool).to_numpy()})
     frames = []
@@ -233,29 +236,34 @@ def discard_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def table_path(model: str, limit: int | None) -> Path:
-    """Where ``python -m routelib uq`` saves a model's table: ``<cache>/confidence/``."""
-    return config.cache_dir() / "confidence" / f"{model}__n{limit or 'all'}.parquet"
+    """Where ``python -m routelib uq`` saves a model's table:
+    ``<cache>/confidence/<folder name>__n<limit>.parquet``; any model reference
+    (:func:`routelib.models.folder_name`: a directory or hub id is stored under its name)."""
+    name = f"{folder_name(model)}__n{limit or 'all'}.parquet"
+    return config.cache_dir() / "confidence" / name
 
 
 def load_table(model: str, datasets: Sequence[str] | None = None,
                methods: Sequence[str] | None = None,
                limit: int | None = config.LIMIT) -> pd.DataFrame:
     """The confidence table of ``model`` for reading: the table ``python -m routelib uq`` saved
-    (:func:`table_path`), filtered to ``datasets`` and ``methods``, when it covers them all;
-    else :func:`confidence_table` with ``cached_only=True`` (stored probes, no model, nothing
-    trained unless a stored probe is missing). Never loads a model."""
+    (:func:`table_path`), filtered to ``datasets`` and ``methods``, when it covers them all
+    (``None``: whatever the saved table holds, so a table of your own datasets or of a few
+    methods is read as it is); else :func:`confidence_table` with ``cached_only=True`` (stored
+    probes, no model, nothing trained unless a stored probe is missing) on ``datasets``
+    (default: the paper's 14) and ``methods`` (default: all 8). Never loads a model."""
     path = table_path(model, limit)
-    want_ds = list(datasets or data.DATASETS)
-    want_m = list(methods or uq.METHODS)
     if path.exists():
         saved = pd.read_parquet(path)
-        have_ds, have_m = set(saved["dataset"]), set(saved["method"])
-        if set(want_ds) <= have_ds and set(want_m) <= have_m:
+        want_ds = set(datasets) if datasets else set(saved["dataset"])
+        want_m = set(methods) if methods else set(saved["method"])
+        if want_ds <= set(saved["dataset"]) and want_m <= set(saved["method"]):
             out = saved[saved["dataset"].isin(want_ds) & saved["method"].isin(want_m)]
             out = out.reset_index(drop=True)
             out.attrs.update(missing=[], probe_train_missing=[], source=str(path))
             return out
-    return confidence_table(model, want_ds, want_m, limit=limit, progress=False,
+    return confidence_table(model, list(datasets or data.DATASETS),
+                            list(methods or uq.METHODS), limit=limit, progress=False,
                             cached_only=True)
 
 

@@ -34,6 +34,7 @@ from typing import Callable
 import numpy as np
 
 from routelib import config
+from routelib.models.registry import folder_name
 from routelib.uq import probe as P
 
 PROBE_VERSION = 1  # bump when MLPProbe's training changes what it computes
@@ -64,7 +65,8 @@ def probe_key(model_id: str, kind: str, dataset: str, X, y, params: dict,
 
 
 def store_dir(model: str) -> Path:
-    return config.cache_dir() / "probes" / model
+    """``<cache>/probes/<folder name of the model>/`` (:func:`routelib.models.folder_name`)."""
+    return config.cache_dir() / "probes" / folder_name(model)
 
 
 def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:

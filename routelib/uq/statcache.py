@@ -213,7 +213,8 @@ def _compute_chunk(path: Path, name: str, backend, records, rows) -> dict:
 def _answer_spec(model: str, dataset: str, split: str, rows_df: pd.DataFrame) -> dict:
     """The spec of the answer run the rows came from (read back from its run.json)."""
     cfg = runs.default_config(dataset, model)
-    spec = runs.run_spec(model, str(rows_df["model_id"].iloc[0]), dataset, split, cfg)
+    spec = runs.run_spec(runs.run_name(model), str(rows_df["model_id"].iloc[0]), dataset, split,
+                         cfg)
     if not (runs.run_dir(spec) / "run.json").exists():
         raise runs.RunError(f"no answer run folder for {model} {dataset} {split}")
     return spec
