@@ -103,7 +103,7 @@ def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool
                 ablations: bool = False, polygraph_n: int | None = None) -> dict:
     from routelib import data
     from routelib.cache import runs
-    from routelib.models.backend import TransformersBackend
+    from routelib.models.transformers_backend import TransformersBackend
 
     t = time.perf_counter()
     backend = TransformersBackend.from_registry(name)
@@ -145,7 +145,7 @@ def bench_ablations(backend, name, mcq, gen, chunks, repeats, outputs, on_times)
     quantization and one thread instead of the default: time against the default run, and
     how far the outputs move (:func:`compare`)."""
     import torch
-    from routelib.models.backend import TransformersBackend
+    from routelib.models.transformers_backend import TransformersBackend
     rows = []
 
     def measure(label, bk, kinds):

@@ -55,7 +55,8 @@ def main() -> None:
     from lm_polygraph.utils.generation_parameters import GenerationParameters
 
     from routelib.uq import statcache, stats as S, methods as uq
-    from routelib.models.backend import GenRequest, LoglikRequest, TransformersBackend
+    from routelib.models.backend import GenRequest, LoglikRequest
+from routelib.models.transformers_backend import TransformersBackend
 
     backend = TransformersBackend.from_registry(args.model)
     records, rows, st = statcache.item_stats(args.model, args.dataset,

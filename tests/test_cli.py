@@ -20,7 +20,7 @@ import pytest
 
 from routelib import config, data, models
 from routelib.cli import app as cli, catalog, options
-from routelib.models import backend as backend_mod, factory
+from routelib.models import factory, transformers_backend
 from routelib.models.fake import FakeBackend
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ ALL_14 = ["gsm8k", "aqua", "multiarith", "svamp", "boolq", "commonsenseqa", "hel
 def no_model_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a real model must not be loaded")
-    monkeypatch.setattr(backend_mod.TransformersBackend, "from_registry", refuse)
+    monkeypatch.setattr(transformers_backend.TransformersBackend, "from_registry", refuse)
     monkeypatch.setattr(models, "load", refuse)
 
 
@@ -46,7 +46,7 @@ def fake_models(monkeypatch):
         be.model_id = models.model_id(name)
         loaded.append((name, batch_size))
         return be
-    monkeypatch.setattr(backend_mod.TransformersBackend, "from_registry", from_registry)
+    monkeypatch.setattr(transformers_backend.TransformersBackend, "from_registry", from_registry)
     return loaded
 
 

@@ -131,8 +131,6 @@ def test_backend_settings_are_one_frozen_dataclass(tiny):
     assert be.settings == BatchSettings(3, False, False, be.step_tokens)
     with pytest.raises(TypeError):
         TransformersBackend(model, tok, batch_sise=3)
-    from routelib.models.backend import TransformersBackend as OldPath
-    assert OldPath is TransformersBackend
 
 
 def test_endpoint_settings_are_one_frozen_dataclass():

@@ -15,7 +15,7 @@ import pytest
 
 from routelib import models
 from routelib.cli import app as cli
-from routelib.models import backend as backend_mod
+from routelib.models import transformers_backend
 from routelib.models.fake import FakeBackend
 from routelib.routing.calibration_readme import readme_text
 from routelib.serve import router
@@ -127,7 +127,7 @@ def test_route_reads_the_exported_set(capsys, pub, tmp_path, monkeypatch):
         be = FakeBackend(name=name)
         be.model_id = models.model_id(name)
         return be
-    monkeypatch.setattr(backend_mod.TransformersBackend, "from_registry", from_registry)
+    monkeypatch.setattr(transformers_backend.TransformersBackend, "from_registry", from_registry)
     code, stdout, err = run(capsys, "route", "--slm", "smollm2-135m", "--method",
                             "avg_token_prob", "--calibration", str(where), "--ratio", "0.3",
                             "--llm", "none", "--json", "What is 2 plus 2?")

@@ -18,7 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from routelib import models
-from routelib.models.backend import GenRequest, LoglikRequest, TransformersBackend
+from routelib.models.backend import GenRequest, LoglikRequest
+from routelib.models.transformers_backend import TransformersBackend
 
 pytestmark = pytest.mark.slow
 REAL_DATA = os.environ.get("ROUTELIB_DATA_DIR")

@@ -17,9 +17,9 @@ A backend offers three calls:
 (``None`` for models without a chat template: the plain format is used).
 
 This module holds the protocol, the request and result types and the batching rules;
-:class:`~routelib.models.transformers_backend.TransformersBackend` (importable from here as
-well) runs a Hugging Face causal LM, :class:`~routelib.models.openai_backend.OpenAIBackend` an
-endpoint, and tests use :class:`routelib.models.fake.FakeBackend`.
+:class:`~routelib.models.transformers_backend.TransformersBackend` runs a Hugging Face causal
+LM, :class:`~routelib.models.openai_backend.OpenAIBackend` an endpoint, and tests use
+:class:`routelib.models.fake.FakeBackend`.
 """
 from __future__ import annotations
 
@@ -142,12 +142,3 @@ def default_step_tokens(model) -> int:
         return int(round(27 * (1 + v * d / max(body, 1))))
     except AttributeError:
         return 32
-
-
-def __getattr__(name: str):
-    """``TransformersBackend`` (and its helpers) from :mod:`routelib.models.transformers_backend`,
-    imported on first use: the old import path keeps working without a cycle."""
-    if name in ("TransformersBackend", "BatchSettings", "quantize_int8"):
-        from routelib.models import transformers_backend
-        return getattr(transformers_backend, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -184,7 +184,7 @@ def _load_judge(judge: str, backend):
     """The judge's backend from a factory, else the registered model ``judge``."""
     if callable(backend):
         return backend()
-    from routelib.models.backend import TransformersBackend
+    from routelib.models.transformers_backend import TransformersBackend
     return TransformersBackend.from_registry(judge)
 
 
@@ -237,7 +237,7 @@ def judge_table(slm: str, judge: str, datasets: Sequence[str] | None = None, bac
             elif callable(backend):
                 holder["b"] = backend()
             else:
-                from routelib.models.backend import TransformersBackend
+                from routelib.models.transformers_backend import TransformersBackend
                 holder["b"] = TransformersBackend.from_registry(judge)
         return holder["b"]
     b = backend if backend is not None and hasattr(backend, "generate") else get

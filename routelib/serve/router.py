@@ -2,7 +2,7 @@
 threshold (paper Section 3.2, deployed).
 
 :class:`Router` takes any two backends (:mod:`routelib.models.backend`): the SLM must support the
-passes its UQ method needs (a local :class:`~routelib.models.backend.TransformersBackend`), the LLM
+passes its UQ method needs (a local :class:`~routelib.models.transformers_backend.TransformersBackend`), the LLM
 only ``generate`` (e.g. an OpenAI-compatible endpoint). The threshold is given directly or
 read from a calibration set exported by :func:`routelib.routing.calibration.export_calibration_set`
 for a target routing ratio (:func:`threshold_from_calibration`), which is how the paper sets

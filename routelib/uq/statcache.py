@@ -103,7 +103,7 @@ def _write_part(path: Path, rows: list[dict]) -> None:
 class RunOptions:
     """How :func:`item_stats` gets what is not cached. ``backend``: an instance or a
     zero-argument factory, called only if something is missing (default: the registered model
-    ``model``, :class:`routelib.models.backend.TransformersBackend`); ``source``: where the
+    ``model``, :class:`routelib.models.transformers_backend.TransformersBackend`); ``source``: where the
     records are read (:func:`routelib.data.load`); ``progress``: tqdm bars; ``chunk_size``: items
     per model call and per stored part."""
     backend: object = None
@@ -159,7 +159,7 @@ def _backend_getter(model: str, backend):
             if factory is not None:
                 holder["b"] = factory()
             else:
-                from routelib.models.backend import TransformersBackend
+                from routelib.models.transformers_backend import TransformersBackend
                 holder["b"] = TransformersBackend.from_registry(model)
         return holder["b"]
     return holder["b"], get_backend
