@@ -56,8 +56,11 @@ notebooks: kernel
 	done
 	$(BIN)/python -m routelib.report.book normalize book/chapters/*.ipynb
 
+# BOOK_OUT: where _build/html goes (default: the repository); .ci/build-site passes one
+BOOK_OUT ?= .
+# the footer's copyright year is the build date's (Sphinx reads SOURCE_DATE_EPOCH)
 book: setup
-	$(BIN)/jupyter-book build . --config _config.yml --toc book/_toc.yml
+	SOURCE_DATE_EPOCH=$${SOURCE_DATE_EPOCH:-$$(date +%s)} $(BIN)/jupyter-book build . --config _config.yml --toc book/_toc.yml --path-output $(BOOK_OUT)
 
 # the built book in headless Chromium: pages, images, internal links; screenshots in _build/screenshots
 browser-check: setup

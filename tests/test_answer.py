@@ -10,8 +10,7 @@ import pytest
 from routelib.answers import answer
 from routelib.answers.answer import ANSWER_COLUMNS, AnswerConfig, answer_records, request_key
 from routelib.data import DataError
-from routelib.models.backend import (GenRequest, cost_batches, cut_at_stop, length_batches,
-                                     request_seed)
+from routelib.models.backend import GenRequest, cut_at_stop, length_batches, request_seed
 from routelib.models.fake import FakeBackend
 
 CSQA_PROMPT = "Question: Where do you borrow books?\nAnswer:"
@@ -273,12 +272,29 @@ def test_answer_group_and_default_config(dataset, group):
 
 
 def test_selected_config_overrides_the_default_per_group(monkeypatch):
-    monkeypatch.setitem(answer.SELECTED, "m", {"mcq": AnswerConfig("letters", chat=True)})
+    from routelib.models import registry
+    monkeypatch.setitem(registry.MODELS, "m", registry.ModelSpec(
+        "m", "M", answer_styles=(("mcq", "letters", True),)))
     assert answer.default_config("mmlu", "m") == AnswerConfig("letters", chat=True)
     assert answer.default_config("aqua", "m") == AnswerConfig("letters", chat=True)
     assert answer.default_config("boolq", "m") == AnswerConfig("options")
     assert answer.default_config("mmlu", "other") == AnswerConfig("options")
     assert answer.default_config("mmlu") == AnswerConfig("options")
+
+
+def test_the_embedded_models_carry_the_documented_choices():
+    """docs/accuracy.md's table of chosen configurations, read from the model specs."""
+    def row(model):
+        chosen = answer.chosen_configs(model)
+        return [chosen[g].style + ("-chat" if chosen[g].chat else "") for g in answer.ANSWER_GROUPS]
+    assert row("smollm2-135m") == ["options", "letters", "generate", "generate"]
+    assert row("gemma3-270m") == ["options", "options", "generate", "generate"]
+    assert row("qwen2.5-coder-0.5b") == ["options-chat", "options-chat", "generate-chat",
+                                         "generate"]
+    # a backend is looked up by its spec, else by its name; an unknown label has no choice
+    assert answer.chosen_configs(FakeBackend(name="gemma3-270m"))["true_false"] == \
+        AnswerConfig("options")
+    assert answer.chosen_configs(FakeBackend(name="not-a-model")) == {}
 
 
 def test_unknown_dataset_group():
@@ -329,44 +345,3 @@ def test_length_batches():
     assert length_batches([2, 7, 4], 5) == [[1, 2, 0]]
     assert length_batches([1, 1, 1], 1) == [[0], [1], [2]]
     assert length_batches([], 4) == []
-
-
-def test_cost_batches_split_only_where_padding_costs_more_than_a_batch():
-    lengths = [84, 92, 483, 103, 447, 115]
-    # a batch costs 100 token equivalents: the two long prompts go together, the rest together
-    assert cost_batches(lengths, 16, 100) == [[2, 4], [5, 3, 1, 0]]
-    # free batches: every prompt alone (no padding at all)
-    assert [len(b) for b in cost_batches(lengths, 16, 0)] == [1] * 6
-    # expensive batches: one batch, the fixed-size grouping
-    assert cost_batches(lengths, 16, 10 ** 6) == length_batches(lengths, 16)
-    # the row limit holds, and every index appears once
-    out = cost_batches(list(range(50)), 8, 10 ** 6)
-    assert max(map(len, out)) == 8 and sorted(i for b in out for i in b) == list(range(50))
-    assert cost_batches([], 4, 10) == []
-
-
-def test_cost_batches_minimize_padded_work():
-    import itertools
-    lengths, rows, overhead = [9, 1, 7, 3, 3, 8], 4, 5
-    order = sorted(range(6), key=lambda i: (-lengths[i], i))
-
-    def cost(batches):
-        return sum(len(b) * max(lengths[i] for i in b) + overhead for b in batches)
-    best = min(cost([order[a:b] for a, b in zip((0, *cuts), (*cuts, 6))])
-               for k in range(6) for cuts in itertools.combinations(range(1, 6), k)
-               if all(b - a <= rows for a, b in zip((0, *cuts), (*cuts, 6))))
-    assert cost(cost_batches(lengths, rows, overhead)) == best
-
-
-def test_cost_batches_keep_every_batch_within_the_token_budget():
-    lengths = [300, 290, 280, 50, 40, 30, 20]
-    out = cost_batches(lengths, 16, 10 ** 6, budget=600, extra=0, copies=1)
-    for b in out:
-        assert len(b) == 1 or len(b) * max(lengths[i] for i in b) <= 600
-    assert sorted(i for b in out for i in b) == list(range(7))
-    # samples: 5 copies of each prompt and 20 new tokens count against the budget
-    out = cost_batches(lengths, 16, 10 ** 6, budget=1000, extra=20, copies=5)
-    assert all(len(b) == 1 or len(b) * 5 * (max(lengths[i] for i in b) + 20) <= 1000
-               for b in out)
-    # a prompt over the budget on its own still runs, alone
-    assert cost_batches([5000, 10], 16, 10 ** 6, budget=100) == [[0], [1]]

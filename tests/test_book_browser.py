@@ -28,8 +28,11 @@ CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-quic", "--window-size=1280,2000")
-SCREENSHOTS = {"book/findings.html": "findings.png",
-               "book/chapters/03_routing.html": "03_routing.png"}
+SCREENSHOTS = {"book/intro.html": "intro.png", "book/findings.html": "findings.png",
+               "book/chapters/02_alignment.html": "02_alignment.png",
+               "book/chapters/03_routing.html": "03_routing.png",
+               "book/chapters/06_calibration.html": "06_calibration.png",
+               "book/chapters/08_paper_scale.html": "08_paper_scale.png"}
 
 pytestmark = [pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                  reason="Debian's chromium and chromium-driver are not installed "

@@ -213,9 +213,20 @@ def test_export_writes_the_csv_and_a_readme_with_the_parameters(tmp_path):
     assert list(back.columns) == ["slm", "method", "dataset", "item_id", "confidence", "bin"]
     assert back["item_id"].tolist() == c["item_id"].tolist() and len(back) == 9   # bins 50, 30, 8
     readme = (tmp_path / "cal" / "README.md").read_text()
-    for text in ("Algorithm 1", "3 equal-width bins", "0.1 x bin size", "seed=50",
-                 "p (44), q (44)", "items: 9", "UQ method: m"):
+    for text in ("Algorithm 1", "3 equal-width bins", "seed=50", "p (44), q (44)",
+                 "items: 9", "UQ method: m", "`routelib.routing.calibration.export_calibration_set`",
+                 "- sampling: 0.1 x bin size rounded stochastically (down, or up with "
+                 "probability equal to the fractional part, drawn from the same generator) "
+                 "items per bin, at least 0 from a non-empty bin, without replacement"):
         assert text in readme
+    assert "round-half-up(0.1" not in readme        # the sampler's rounding is stochastic
+    # the threshold rule of the router, which does round half up, is stated as such
+    assert "k = round-half-up(r x n)" in readme
+    half = cal.build_calibration_set(pool, n_bins=3, seed=SEED, rounding="half_up")
+    cal.export_calibration_set(half, tmp_path / "half")
+    text = (tmp_path / "half" / "README.md").read_text()
+    assert "- sampling: round-half-up(0.1 x bin size) items per bin" in text
+    assert "stochastically" not in text
     (tmp_path / "file").write_text("x")
     with pytest.raises(cal.CalibrationError, match="pass a directory"):
         cal.export_calibration_set(c, tmp_path / "file")

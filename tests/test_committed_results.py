@@ -12,6 +12,7 @@ from routelib.report import accuracy as report
 ROOT = Path(__file__).resolve().parents[1]
 REAL_DATA = os.environ.get("ROUTELIB_DATA_DIR")
 SLMS = ("smollm2-135m", "gemma3-270m")
+LLM = "qwen2.5-coder-0.5b"
 pytestmark = pytest.mark.skipif(not REAL_DATA, reason="needs ROUTELIB_DATA_DIR (the Makefile sets it)")
 
 
@@ -35,8 +36,13 @@ def repo_cache(monkeypatch):
         noise = np.random.default_rng(0).normal(0.0, 1e-6, X.shape).astype(np.float32)
         return real_fit(self, X * (1 + noise), y)
     monkeypatch.setattr(probe.MLPProbe, "fit", perturbed_fit)
+    saved_study = ROOT / "data_cache" / "routing_study"
+    before = {p.name for p in saved_study.glob("*")}
     yield
     assert not PROBE_FITS, f"reading the committed results fitted {len(PROBE_FITS)} probe(s)"
+    new = {p.name for p in saved_study.glob("*")} - before
+    assert not new, (f"reading the committed results computed routing-study parts {sorted(new)} "
+                     "that are not committed (a changed input or STUDY_VERSION): commit them")
 
 
 def test_accuracy_table_in_docs_matches_the_cache(repo_cache):
@@ -72,7 +78,8 @@ def test_answer_style_selection_in_docs_matches_the_cache(repo_cache):
     assert (ROOT / "docs" / "selection_qwen.md").read_text() == selection.selection_markdown(qwen)
     # the configurations routelib uses by default are the winners
     for row in selection.choose(pd.concat([small, qwen])).itertuples():
-        assert answer.SELECTED[row.model][row.group] == answer.AnswerConfig(row.style, row.chat)
+        assert (answer.chosen_configs(row.model)[row.group]
+                == answer.AnswerConfig(row.style, row.chat))
 
 
 def test_auroc_page_matches_the_cache(repo_cache):
@@ -92,29 +99,50 @@ def test_auroc_page_matches_the_cache(repo_cache):
     assert (ROOT / "docs" / "auroc_table.md").read_text() == uq_report.auroc_markdown(auc, table)
 
 
-def test_routing_page_matches_the_cache(repo_cache, tmp_path):
+def test_routing_page_and_calibration_sets_match_the_cache(repo_cache, tmp_path, monkeypatch):
+    """The whole page as `python -m routelib routing --export data_cache/calibration` writes it;
+    every figure it links drawn by this run at the committed figure's size; the exported
+    calibration sets (CSV and README) byte-identical to the committed ones."""
+    import re
+    import time
+    from matplotlib.image import imread
     from routelib.report import routing_page as routing_report
-    md = routing_report.write(list(SLMS), "qwen2.5-coder-0.5b", limit=config.LIMIT,
-                              figures=tmp_path / "figures", figures_rel="figures")
-    committed = (ROOT / "docs" / "routing.md").read_text()
-    assert committed.startswith(md.rstrip("\n"))
-    for name in ("auroc_heatmap.png", "routing_curves_smollm2-135m.png",
-                 "routing_curves_gemma3-270m.png"):
-        assert (ROOT / "docs" / "figures" / name).exists() and (tmp_path / "figures" / name).exists()
+    start = time.time()
+    monkeypatch.chdir(tmp_path)   # the export goes to ./data_cache/calibration, shown as such
+    md = routing_report.write(list(SLMS), LLM, limit=config.LIMIT, figures=tmp_path / "figures",
+                              figures_rel="figures", export=Path("data_cache/calibration"))
+    assert md == (ROOT / "docs" / "routing.md").read_text()
+    linked = re.findall(r"!\[([^\]]+)\]\(figures/([^)]+)\)", md)
+    assert len(linked) == 11 and all(a == b for a, b in linked)
+    drawn = sorted(p.name for p in (tmp_path / "figures").iterdir())
+    assert drawn == sorted(name for name, _ in linked)
+    for name in drawn:
+        new, old = tmp_path / "figures" / name, ROOT / "docs" / "figures" / name
+        assert new.stat().st_mtime >= start, f"{name} was not written by this run"
+        assert imread(new).shape == imread(old).shape, name
+    committed = sorted((ROOT / "data_cache" / "calibration").iterdir())
+    exported = tmp_path / "data_cache" / "calibration"
+    assert [p.name for p in committed] == sorted(p.name for p in exported.iterdir())
+    assert len(committed) == len(SLMS) * 8
+    for d in committed:
+        for f in ("calibration_set.csv", "README.md"):
+            assert (exported / d.name / f).read_bytes() == (d / f).read_bytes(), f"{d.name}/{f}"
 
 
-def test_committed_calibration_sets_match_the_cache(repo_cache, tmp_path):
+def test_the_saved_routing_study_is_what_the_code_computes(repo_cache, tmp_path, monkeypatch):
+    """The committed study (data_cache/routing_study) equals a fresh computation of the same
+    tables in an empty cache, table by table."""
     import pandas as pd
-    from routelib.report import routing_page as routing_report
-    from routelib.routing import study
-    from routelib.uq import methods as uq
-    conf, _, _ = routing_report.load_tables(list(SLMS), "qwen2.5-coder-0.5b", config.LIMIT)
-    sets = study.export_calibration_sets(conf, list(SLMS), list(uq.METHODS), tmp_path)
-    assert len(sets) == len(SLMS) * len(uq.METHODS)
-    for csv in sets["csv"]:
-        rel = Path(csv).relative_to(tmp_path)
-        pd.testing.assert_frame_equal(pd.read_csv(csv),
-                                      pd.read_csv(ROOT / "data_cache" / "calibration" / rel))
+    from routelib.routing import saved, tables
+    t = tables.load(list(SLMS), LLM, limit=config.LIMIT)
+    committed = saved.RoutingStudy(t)
+    read = (committed.routing, committed.transfer)
+    monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(tmp_path))
+    fresh = saved.RoutingStudy(t)
+    for a, b in zip(read, (fresh.routing, fresh.transfer)):
+        for name in a.__dataclass_fields__:
+            pd.testing.assert_frame_equal(getattr(a, name), getattr(b, name), check_exact=True)
+    assert len(list((tmp_path / "routing_study").iterdir())) == 2
 
 
 def test_judge_page_matches_the_cache(repo_cache):

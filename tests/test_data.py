@@ -217,37 +217,59 @@ def test_missing_file_names_path(tmp_path):
 # ------------------------------------------------------------------------- malformed files
 
 
-def _bad_file(tmp_path, write_jsonl, record_dict, bad_line: str):
-    """gsm8k/test.jsonl with a good line 1, a blank line 2, and ``bad_line`` as line 3."""
-    path = write_jsonl(tmp_path / "bad" / "gsm8k" / "test.jsonl", [record_dict("math")])
+BAD_FILES = {"math": ("gsm8k", "test"), "mcq": ("commonsenseqa", "validation"),
+             "true_false": ("boolq", "validation")}
+
+
+def _bad_file(tmp_path, write_jsonl, record_dict, bad_line: str, kind: str = "math"):
+    """<dataset>/<split>.jsonl of a ``kind`` record with a good line 1, a blank line 2, and
+    ``bad_line`` as line 3."""
+    name, split = BAD_FILES[kind]
+    path = write_jsonl(tmp_path / "bad" / name / f"{split}.jsonl", [record_dict(kind)])
     path.write_text(path.read_text() + "\n" + bad_line + "\n")
     return path
 
 
-@pytest.mark.parametrize("make_bad, message", [
-    (lambda rd: '{"id": "x", ', r"not valid JSON"),
-    (lambda rd: json.dumps([1, 2]), r"expected a JSON object, got list"),
-    (lambda rd: json.dumps({k: v for k, v in rd("math").items() if k != "answer_text"}),
+@pytest.mark.parametrize("kind, make_bad, message", [
+    ("math", lambda rd: '{"id": "x", ', r"not valid JSON \(Expecting property name"),
+    ("math", lambda rd: json.dumps([1, 2]), r"expected a JSON object, got list"),
+    ("math", lambda rd: json.dumps({k: v for k, v in rd("math").items() if k != "answer_text"}),
      re.escape("missing key(s) ['answer_text']")),
-    (lambda rd: json.dumps(rd("mcq", dataset="gsm8k", type="mcq", domain="math")),
+    ("math", lambda rd: json.dumps(rd("mcq", dataset="gsm8k", type="mcq", domain="math")),
      re.escape("type/domain 'mcq'/'math' do not match gsm8k's 'free_form'/'math'")),
-    (lambda rd: json.dumps(rd("math", dataset="gsmk8")), "dataset 'gsmk8' is not known"),
-    (lambda rd: json.dumps(rd("mcq", answer=5, answer_text="x")),
+    ("math", lambda rd: json.dumps(rd("math", dataset="gsmk8")),
+     re.escape("dataset 'gsmk8' is not 'gsm8k', the dataset this file belongs to")),
+    # at 9020538 a gsm8k file could hold records of another dataset; now refused
+    ("math", lambda rd: json.dumps(rd("mcq")),
+     re.escape("dataset 'commonsenseqa' is not 'gsm8k', the dataset this file belongs to")),
+    ("mcq", lambda rd: json.dumps(rd("mcq", answer=5, answer_text="x")),
      re.escape("mcq answer 5 is not an index into 5 choices")),
-    (lambda rd: json.dumps(rd("mcq", answer=True, answer_text="library")),
+    ("mcq", lambda rd: json.dumps(rd("mcq", answer=True, answer_text="library")),
      re.escape("mcq answer True is not an index into 5 choices")),
-    (lambda rd: json.dumps(rd("mcq", answer_text="bank")), "answer_text differs from choices"),
-    (lambda rd: json.dumps(rd("true_false", answer="yes")),
+    ("mcq", lambda rd: json.dumps(rd("mcq", answer_text="bank")),
+     "answer_text differs from choices"),
+    ("true_false", lambda rd: json.dumps(rd("true_false", answer="yes")),
      re.escape("true_false answer 'yes' is not a bool")),
-    (lambda rd: json.dumps(rd("math", answer="  ")), "free_form answer '  ' is not a non-empty"),
-    (lambda rd: json.dumps(rd("math", question=" ")), "empty question"),
-    (lambda rd: json.dumps(rd("math", aliases="18")), "aliases must be a list of strings"),
+    ("math", lambda rd: json.dumps(rd("math", answer="  ")),
+     "free_form answer '  ' is not a non-empty"),
+    ("math", lambda rd: json.dumps(rd("math", question=" ")), "empty question"),
+    ("math", lambda rd: json.dumps(rd("math", aliases="18")), "aliases must be a list of strings"),
 ])
-def test_malformed_line_names_file_and_line(tmp_path, write_jsonl, record_dict, make_bad,
+def test_malformed_line_names_file_and_line(tmp_path, write_jsonl, record_dict, kind, make_bad,
                                             message):
-    path = _bad_file(tmp_path, write_jsonl, record_dict, make_bad(record_dict))
-    with pytest.raises(DataError, match=re.escape(f"{path}:3: ") + message):
-        data.load("gsm8k", "test", data_dir=tmp_path / "bad")
+    path = _bad_file(tmp_path, write_jsonl, record_dict, make_bad(record_dict), kind)
+    name, split = BAD_FILES[kind]
+    with pytest.raises(DataError, match="^" + re.escape(f"{path}:3: ") + message) as err:
+        data.load(name, split, data_dir=tmp_path / "bad")
+    assert "\n" not in str(err.value)
+
+
+def test_a_paper_record_may_omit_dataset_type_and_domain(tmp_path, write_jsonl, record_dict):
+    row = {k: v for k, v in record_dict("math").items() if k not in ("dataset", "type", "domain")}
+    write_jsonl(tmp_path / "gsm8k" / "test.jsonl", [row])
+    [rec] = data.load("gsm8k", "test", data_dir=tmp_path)
+    assert (rec.dataset, rec.type, rec.domain) == ("gsm8k", "free_form", "math")
+    assert rec == data.record_from_dict(record_dict("math"))
 
 
 def test_duplicate_id_in_a_file_raises(tmp_path, write_jsonl, record_dict):
@@ -318,3 +340,81 @@ def test_real_datasets_have_the_known_sizes():
             assert not {r.id for r in ev} & {r.id for r in tr}, name
             assert len(ev) + len(tr) == REAL_FILE_SIZES[name], name
             assert 0.2 < len(tr) / REAL_FILE_SIZES[name] < 0.4, name
+
+
+# Recorded from commit 9020538 (before the open dataset registry), with ROUTELIB_DATA_DIR at
+# ../shared/datasets: per dataset and logical split, (len, ids, records) of load(limit=200) and
+# (len, ids) of the whole split; ids = sha256 of the item ids joined by "\n", records = sha256 of
+# the records' to_dict() as sorted-key JSON joined by "\n", each cut to 16 hex digits.
+RECORDED_9020538 = {
+    ('gsm8k', 'eval'): (200, '39c3974a1e84b118', '6289d538a84c526f', 1319, '3bbae59bd77f9e45'),
+    ('gsm8k', 'train'): (200, 'f68edcdc4f117db1', 'bc9a7038a73da8f1', 2000, '53ad44a581a45615'),
+    ('aqua', 'eval'): (200, 'f4e890225573f97b', 'eca23e369fb76fdd', 254, 'f1f275c93938ec64'),
+    ('aqua', 'train'): (200, '5ab1a8ad6f64fa20', '903fb47d65e31be9', 254, 'baa6d8feb25ca152'),
+    ('multiarith', 'eval'): (200, '0dd82bb5617256ff', '89be4da4c7f60359', 407, '8cb10b85685be38b'),
+    ('multiarith', 'train'): (193, '1717675de870dbe0', '2677ef7614a14868', 193, '1717675de870dbe0'),
+    ('svamp', 'eval'): (200, '5f0159f4a1522345', '92608f35597aeb53', 300, '1e8b4233e2979a67'),
+    ('svamp', 'train'): (200, '96c6d6b36ef4b27e', 'da5276dfcf92aa65', 700, '249027a9bd866982'),
+    ('boolq', 'eval'): (200, '503298d545fbe86c', '60c99b73cded2ad4', 3270, '531155c1b3b50741'),
+    ('boolq', 'train'): (200, '78acbba352cdf6a6', 'de87f953a26f6df8', 2000, '550a7c0dc4327011'),
+    ('commonsenseqa', 'eval'): (200, 'a8098d000cbca2e5', '91a5e2de81edae44', 1221, '4c232dfa556ace05'),
+    ('commonsenseqa', 'train'): (200, '4a336b0c357ad6e5', 'ef8b51d0b0c442a6', 2000, '7e84c97c373a60ce'),
+    ('hellaswag', 'eval'): (200, '3cee908abcc27f70', '740a31c93e585cad', 708, '431ae530b958b0e5'),
+    ('hellaswag', 'train'): (200, '3c532a548831f331', '9adc6767e22b7ce0', 292, '04b791b431fa14da'),
+    ('openbookqa', 'eval'): (200, '0314c66bfbfe50a1', '248093385bb79594', 500, '68876e540d40429b'),
+    ('openbookqa', 'train'): (200, '9d5d90e5fdd18be9', 'e3b3e364a78504ae', 2000, '5c20aabf4a8aeafc'),
+    ('piqa', 'eval'): (200, '58e33afa351909c8', '37e0a6d9bee51e42', 1296, '554437495d012957'),
+    ('piqa', 'train'): (200, '4a3cb5dee0b06591', 'dd77343f3db891de', 542, 'c561e4230db78c33'),
+    ('siqa', 'eval'): (200, 'cf04c21af6b3e93a', '42d51d6082a05775', 1357, 'e4f46ec2756aa692'),
+    ('siqa', 'train'): (200, 'b4b00b7dce1fa644', '1639610e21b418f6', 597, 'da0f619c0c32813d'),
+    ('truthfulqa', 'eval'): (200, '5516a9e3319dfe94', '100268025545c4c4', 588, '49d9dd8cd9381c9e'),
+    ('truthfulqa', 'train'): (200, '8958876ccc41ed0b', '164c9910da6c4992', 229, '59582269ba5fc4ce'),
+    ('winogrande', 'eval'): (200, 'add12bf56d99812c', '6ebee6f8b21f0be4', 867, '0c4897c12b079fa0'),
+    ('winogrande', 'train'): (200, 'b36ac4df9593f3a1', '76dfb4119c6e82fd', 400, '6044b565e759b211'),
+    ('coqa', 'eval'): (200, '0cf2ba1dd31b542e', '1bef64762b259760', 5504, '91928b0c9244c2d6'),
+    ('coqa', 'train'): (200, '822966b2117db82e', 'd7642d90be701e69', 2231, '8519b2cd5c909a7e'),
+    ('mmlu', 'eval'): (200, 'c09b809c744e054d', 'd1cfa4c435b2f7e5', 14042, 'ae2b513e11aca1cf'),
+    ('mmlu', 'train'): (200, '3f522a6f6c52c3a9', '008ea4be289f3dfc', 285, '563335d2402a2b44'),
+}
+# data.DATASETS at commit 9020538: (type, domain, eval_split, train_split, note, group_by_story)
+SPECS_9020538 = {
+    "gsm8k": ("free_form", "math", "test", "train", "", False),
+    "aqua": ("mcq", "math", "test", "validation", "", False),
+    "multiarith": ("free_form", "math", "test", None, "", False),
+    "svamp": ("free_form", "math", "test", "train", "", False),
+    "boolq": ("true_false", "commonsense", "validation", "train_nopassage",
+              "the local train split has no passages", False),
+    "commonsenseqa": ("mcq", "commonsense", "validation", "train", "", False),
+    "hellaswag": ("mcq", "commonsense", "validation", None, "", False),
+    "openbookqa": ("mcq", "commonsense", "test", "train", "", False),
+    "piqa": ("mcq", "commonsense", "validation", None, "", False),
+    "siqa": ("mcq", "commonsense", "validation", None, "", False),
+    "truthfulqa": ("mcq", "commonsense", "validation", None, "", False),
+    "winogrande": ("mcq", "commonsense", "validation", None, "", False),
+    "coqa": ("free_form", "conversational", "test", None, "", True),
+    "mmlu": ("mcq", "problem_solving", "test", "dev", "", False),
+}
+
+
+def _digest(records, body: bool = False) -> str:
+    text = "\n".join(json.dumps(r.to_dict(), sort_keys=True) if body else r.id for r in records)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_paper_specs_are_those_of_9020538():
+    assert list(data.DATASETS) == list(SPECS_9020538) == list(data.PAPER_DATASETS) == ALL_14
+    for name, s in data.DATASETS.items():
+        assert (s.type, s.domain, s.eval_split, s.train_split, s.note, s.group_by_story) == \
+            SPECS_9020538[name], name
+        assert s.name == name and s.origin.endswith("paper_datasets.yaml")
+
+
+@pytest.mark.skipif(not REAL_DATA_DIR, reason="ROUTELIB_DATA_DIR is not set")
+@pytest.mark.parametrize("name", ALL_14)
+def test_paper_datasets_load_as_at_9020538(name, monkeypatch):
+    monkeypatch.setenv("ROUTELIB_DATA_DIR", REAL_DATA_DIR)
+    monkeypatch.delenv("ROUTELIB_DATA_PATH", raising=False)
+    for split in ("eval", "train"):
+        sub, full = data.load(name, split, limit=200), data.load(name, split)
+        got = (len(sub), _digest(sub), _digest(sub, body=True), len(full), _digest(full))
+        assert got == RECORDED_9020538[(name, split)], (name, split)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import datasets
@@ -490,3 +491,156 @@ def test_data_load_passes_the_pinned_revision(fake_hub):
     recs = data.load("piqa", "validation", source="hub")
     assert fake_hub == [("ybisk/piqa", "default", "validation", "refs/convert/parquet")]
     assert [(r.id, r.choices, r.answer) for r in recs] == [("piqa-validation-0000", ("a", "b"), 1)]
+
+
+# ---------------------------------------------------------------------------- the hub: blocks
+
+# hub.HUB_SOURCES at commit 9020538, where it was a table in hub.py:
+# (path, config, splits, revision, index_within, converter); now read from the packaged specs
+HUB_9020538 = {
+    "gsm8k": ("openai/gsm8k", "main", {"test": "test", "train": "train"}, None, None),
+    "aqua": ("deepmind/aqua_rat", "raw", {"test": "test", "validation": "validation"}, None, None),
+    "multiarith": ("ChilleD/MultiArith", None, {"test": "test"}, None, None),
+    "svamp": ("ChilleD/SVAMP", None, {"test": "test", "train": "train"}, None, None),
+    "boolq": ("google/boolq", None, {"validation": "validation", "train_nopassage": "train"},
+              None, None),
+    "commonsenseqa": ("tau/commonsense_qa", None, {"validation": "validation", "train": "train"},
+                      None, None),
+    "hellaswag": ("Rowan/hellaswag", None, {"validation": "validation"}, None, None),
+    "openbookqa": ("allenai/openbookqa", "main", {"test": "test", "train": "train"}, None, None),
+    "piqa": ("ybisk/piqa", "default", {"validation": "validation"}, "refs/convert/parquet", None),
+    "siqa": ("lighteval/siqa", None, {"validation": "validation"}, None, None),
+    "truthfulqa": ("truthfulqa/truthful_qa", "multiple_choice", {"validation": "validation"},
+                   None, None),
+    "winogrande": ("allenai/winogrande", "winogrande_xl", {"validation": "validation"}, None,
+                   None),
+    "coqa": ("stanfordnlp/coqa", None, {"test": "validation"}, None, None),
+    "mmlu": ("cais/mmlu", "all", {"test": "test", "dev": "dev"}, None, "subject"),
+}
+
+
+def test_hub_sources_are_those_of_9020538():
+    for name, src in hub.HUB_SOURCES.items():
+        assert (src.path, src.config, src.splits, src.revision, src.index_within) == \
+            HUB_9020538[name], name
+        assert src.convert is getattr(hub, f"convert_{name}")
+        assert data.DATASETS[name].hub.converter == name
+
+
+USER_YAML = """\
+type: mcq
+domain: medical
+eval_split: test
+hub:
+  id: org/medqa
+  config: en
+  revision: abc123
+  splits: {test: validation}
+  fields: {id: qid, question: stem, choices: options, answer: label, context: passage}
+"""
+
+
+def load_rows(name, split, rows, *expected):
+    """Load through a stub loader returning plain dicts (mixed column types, unlike a
+    ``datasets.Dataset``); assert it was called once with ``expected`` (path, config, split, kw)."""
+    calls = []
+
+    def loader(p, c, split=None, **kw):
+        calls.append((p, c, split, kw))
+        return rows
+
+    records = hub.load_hub(name, split, loader=loader)
+    assert calls == [expected]
+    return [r.to_dict() for r in records]
+
+
+@pytest.fixture
+def user_root(tmp_path, monkeypatch):
+    """A dataset folder ``medqa`` with only a dataset.yaml (its records come from the hub)."""
+    monkeypatch.delenv("ROUTELIB_DATA_DIR", raising=False)
+    monkeypatch.setenv("ROUTELIB_DATA_PATH", str(tmp_path))
+
+    def make(yaml_text=USER_YAML, name="medqa"):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "dataset.yaml").write_text(yaml_text)
+        return tmp_path / name
+    return make
+
+
+def test_a_user_dataset_maps_hub_columns_by_its_fields(user_root):
+    user_root()
+    rows = [
+        {"qid": 7, "stem": "Which organ pumps blood?", "options": ["lung", "heart", "liver"],
+         "label": 1, "passage": None},
+        {"qid": "q8", "stem": "Which bone is longest?", "label": "C", "passage": "Bones.",
+         "options": {"label": ["A", "B", "C"], "text": ["skull", "rib", "femur"]}},
+        {"qid": "q9", "stem": "Largest organ?", "options": ["skin", "liver"], "label": "skin",
+         "passage": None},
+        {"qid": "q10", "stem": "Which is a vein?", "options": ["aorta", "vena cava"], "label": "1",
+         "passage": None},
+    ]
+    got = load_rows("medqa", "test", rows, "org/medqa", "en", "validation", {"revision": "abc123"})
+    assert got == [
+        rec("7", "medqa", "mcq", "medical", "Which organ pumps blood?", 1, "heart",
+            choices=["lung", "heart", "liver"]),
+        rec("q8", "medqa", "mcq", "medical", "Which bone is longest?", 2, "femur",
+            choices=["skull", "rib", "femur"], context="Bones."),
+        rec("q9", "medqa", "mcq", "medical", "Largest organ?", 0, "skin", choices=["skin", "liver"]),
+        rec("q10", "medqa", "mcq", "medical", "Which is a vein?", 1, "vena cava",
+            choices=["aorta", "vena cava"]),
+    ]
+
+
+def test_a_user_dataset_true_false_and_free_form_answers(user_root):
+    user_root("type: true_false\ndomain: law\neval_split: test\n"
+              "hub: {id: org/tf, fields: {question: q, answer: a}}\n", name="tf")
+    rows = [{"q": "is it legal?", "a": "Yes"}, {"q": "is it allowed?", "a": 0},
+            {"q": "is it fine?", "a": True}]
+    got = load_rows("tf", "test", rows, "org/tf", None, "test", {})
+    assert [(r["id"], r["answer"], r["answer_text"]) for r in got] == [
+        ("tf-test-00000", True, "true"), ("tf-test-00001", False, "false"),
+        ("tf-test-00002", True, "true")]
+    user_root("type: free_form\ndomain: math\neval_split: test\n"
+              "hub: {id: org/ff, fields: {question: q, answer: a}}\n", name="ff")
+    rows = [{"q": "2 + 3?", "a": 5.0}, {"q": "1/4?", "a": 0.25}, {"q": "name?", "a": " Bo "}]
+    got = load_rows("ff", "test", rows, "org/ff", None, "test", {})
+    assert [r["answer"] for r in got] == ["5", "0.25", "Bo"]
+
+
+@pytest.mark.parametrize("row, message", [
+    ({"qid": 1, "options": ["a", "b"], "label": 0, "passage": None}, "row has no field 'stem'"),
+    ({"qid": 1, "stem": "Q?", "options": ["a", "b"], "label": "Z", "passage": None},
+     "field 'label': 'Z' is not a 0-based index, letter or text of one of 2 choices"),
+    ({"qid": 1, "stem": "Q?", "options": ["a", "b"], "label": 2, "passage": None},
+     "field 'label': 2 is not a 0-based index"),
+])
+def test_a_bad_user_hub_row_names_the_row(user_root, row, message):
+    user_root()
+    rows = [{"qid": 0, "stem": "Q?", "options": ["a", "b"], "label": 0, "passage": None}, row]
+    with pytest.raises(DataError, match=r"^hub org/medqa validation row 1: " + re.escape(message)):
+        hub.load_hub("medqa", "test", loader=lambda *a, **kw: rows)
+
+
+def test_a_user_dataset_without_a_hub_block(user_root):
+    folder = user_root("type: mcq\ndomain: medical\neval_split: test\n", name="nohub")
+    with pytest.raises(DataError, match=re.escape(
+            f"dataset 'nohub' has no hub source; add a hub: block (id, splits, fields) to "
+            f"{folder / 'dataset.yaml'}")):
+        hub.load_hub("nohub", "test", loader=fake_loader([], "", None, ""))
+
+
+def test_data_load_of_a_user_dataset_through_the_hub(user_root, monkeypatch):
+    user_root("type: free_form\ndomain: math\neval_split: test\n"
+              "hub: {id: org/ff, fields: {question: q, answer: a}}\n", name="ff")
+    calls = []
+
+    def load_dataset(path, name=None, split=None, **kw):
+        calls.append((path, name, split, kw))
+        return datasets.Dataset.from_list([{"q": f"Q{i}?", "a": i} for i in range(30)])
+
+    monkeypatch.setattr(datasets, "load_dataset", load_dataset)
+    ev, tr = data.load("ff", "eval", source="hub"), data.load("ff", "train", source="hub")
+    assert calls == [("org/ff", None, "test", {})] * 2
+    assert sorted(r.id for r in ev + tr) == sorted(f"ff-test-{i:05d}" for i in range(30))
+    assert not {r.id for r in ev} & {r.id for r in tr}
+    assert [r.id for r in tr] == [r.id for r in ev + tr if data.in_holdout(r)]

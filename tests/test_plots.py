@@ -176,17 +176,34 @@ def test_routing_curves_selection_and_errors(sim, tables):
 
 
 # ---- Figure 3 ------------------------------------------------------------------------------
-def test_relative_accuracy_table_matches_routing(tables):
-    conf, llm = tables
+def test_relative_accuracy_table_by_hand():
+    """Two hand-made datasets: d (5 items, distinct confidences) and e (4 items, all tied, so
+    the item id decides which are routed first); the table is built, rows sorted and
+    columns named by relative_accuracy_table, every value below computed by hand."""
+    conf = pd.DataFrame(
+        [("s", "d", f"d{i}", "m", c, ok) for i, (c, ok) in enumerate(
+            [(0.9, True), (0.1, False), (0.5, True), (0.7, False), (0.3, True)])]
+        + [("s", "e", f"e{i}", "m", 0.5, ok) for i, ok in enumerate([False, True, True, False])],
+        columns=list(routing.CONF_COLUMNS)).iloc[::-1]          # input order must not matter
+    llm = pd.DataFrame([("L", "d", f"d{i}", ok) for i, ok in enumerate([1, 1, 0, 1, 1])]
+                       + [("L", "e", f"e{i}", True) for i in range(4)],
+                       columns=list(routing.LLM_COLUMNS)).astype({"correct": bool})
     top = relative.relative_accuracy_table(conf, llm, keep_fractions=[0.2, 0.5, 1.0])
-    assert len(top) == 3 * len(DATASETS) * len(METHODS)
-    g = conf[(conf["dataset"] == "d2") & (conf["method"] == "p_true")]
-    p = routing.pair_items(g, llm[llm["dataset"] == "d2"])
-    expected = relative.relative_accuracy_top_k(p["slm_correct"], p["llm_correct"],
-                                               p["confidence"], [0.2, 0.5, 1.0])
-    got = top[(top["dataset"] == "d2") & (top["method"] == "p_true")]
-    pd.testing.assert_frame_equal(got[list(routing.TOP_K_COLUMNS)].reset_index(drop=True),
-                                  expected)
+    assert list(top.columns) == ["slm", "llm", "dataset", "method", *routing.TOP_K_COLUMNS]
+    got = top.set_index(["dataset", "keep_fraction"])
+    # d: LLM right on 4 of 5. Keep 20% -> the most confident item d0 (right); 50% -> 5 - 3
+    # routed (2.5 rounds half up) = d0, d3 (one right); 100% -> 3 of 5 right
+    # e: LLM always right; ties routed by item id, so keeping 1 of 4 keeps e3 (wrong), 2 of
+    # 4 keep e2, e3 (one right); all: 2 of 4 right
+    expected = {("d", 0.2): (1, 1.0, 0.8, 1.25), ("d", 0.5): (2, 0.5, 0.8, 0.625),
+                ("d", 1.0): (5, 0.6, 0.8, 0.75), ("e", 0.2): (1, 0.0, 1.0, 0.0),
+                ("e", 0.5): (2, 0.5, 1.0, 0.5), ("e", 1.0): (4, 0.5, 1.0, 0.5)}
+    assert len(top) == len(expected)
+    for key, (n_kept, slm_acc, llm_acc, rel) in expected.items():
+        row = got.loc[key]
+        assert row["n_kept"] == n_kept, key
+        assert (row["slm_accuracy"], row["llm_accuracy"], row["relative_accuracy"]) == \
+            pytest.approx((slm_acc, llm_acc, rel)), key
 
 
 def test_relative_accuracy_plots_one_line_per_method(tables):

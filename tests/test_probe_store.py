@@ -55,7 +55,7 @@ def stored(X, y, calls, **over):
     def fit():
         calls.append(1)
         return MLPProbe(**params).fit(X, y)
-    return PS.StoredProbe("m", "m@sha", "trained_probe", "ds", X, y, fit, params)
+    return PS.StoredProbe("m", PS.ProbeSpec("m@sha", "trained_probe", "ds", X, y, params), fit)
 
 
 def test_a_probe_is_fitted_once_then_read(cache):
@@ -93,9 +93,12 @@ def test_the_key_follows_what_determines_the_probe(cache):
     assert stored(X, y, [], lr=1e-4).key != base               # other hyperparameters
     assert stored(X, y, [], seed=51).key != base               # other seed
     assert stored(X, y, []).key == base                        # same inputs, same key
-    other_model = PS.StoredProbe("m", "m@other", "trained_probe", "ds", X, y, None,
-                                 MLPProbe(**SMALL).get_params())
+    other_model = PS.StoredProbe("m", PS.ProbeSpec("m@other", "trained_probe", "ds", X, y,
+                                                   MLPProbe(**SMALL).get_params()), None)
     assert other_model.key != base
+    ood = PS.ProbeSpec("m@sha", "trained_probe", "ds", X, y, MLPProbe(**SMALL).get_params(),
+                       trained_on=("a", "b"))
+    assert ood.key()[0] != base                                 # other training datasets
 
 
 def test_a_code_version_bump_changes_the_key(cache, monkeypatch):

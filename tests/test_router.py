@@ -81,3 +81,33 @@ def test_bad_queries_are_refused():
         router.make_record("Pick one", choices=["a"], kind="mcq")
     with pytest.raises(RouterError, match="needs a fitted probe"):
         Router(slm(), "trained_probe")
+
+
+def test_router_page_matches_the_cache(monkeypatch):
+    """docs/router.md: the realized routing ratio per task type of the committed calibration
+    thresholds, recomputed from the committed cache."""
+    import os
+    from pathlib import Path
+    if not os.environ.get("ROUTELIB_DATA_DIR"):
+        pytest.skip("needs ROUTELIB_DATA_DIR")
+    from routelib.report import router_page
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(root / "data_cache"))
+    assert (root / "docs" / "router.md").read_text(encoding="utf-8") == router_page.write()
+
+
+def test_realized_by_dataset_by_hand(tmp_path):
+    import pandas as pd
+    from routelib.report import router_page
+    cal = tmp_path / "s__m"
+    cal.mkdir()
+    (cal / "calibration_set.csv").write_text("confidence\n" + "\n".join(
+        str(v) for v in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)))
+    conf = pd.DataFrame(dict(slm="s", method="m", dataset=["gsm8k"] * 4 + ["piqa"] * 4,
+                             confidence=[0.05, 0.1, 0.2, 0.9, 0.6, 0.7, 0.8, float("nan")]))
+    t = router_page.realized_by_dataset(conf, "s", "m", ratios=[0.3], calibration_root=tmp_path)
+    # ratio 0.3 of the set: threshold between 0.3 and 0.4 (0.35); gsm8k 3 of 4 below, piqa 0 of 3
+    assert t["threshold"].tolist() == pytest.approx([0.35, 0.35])
+    assert t.set_index("dataset")["realized"].to_dict() == {"gsm8k": 0.75, "piqa": 0.0}
+    assert t.set_index("dataset")["n"].to_dict() == {"gsm8k": 4, "piqa": 3}
+    assert t.set_index("dataset")["task"].to_dict() == {"gsm8k": "math", "piqa": "mcq"}

@@ -1,4 +1,4 @@
-"""routelib.uq.statcache and routelib.uq.confidence with the fake backend: each pass runs once per item,
+"""routelib.uq.statcache with the fake backend: each pass runs once per item,
 a second run makes no model call, a killed run resumes, keys follow the pass parameters."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from routelib.models.fake import FakeBackend, FakeCrash
-from routelib.uq import confidence, methods as uq, passes, statcache, stats as S
+from routelib.uq import passes, statcache, stats as S
 
 
 def fake(**kw):
@@ -85,64 +85,6 @@ def test_killed_pass_resumes_to_the_same_statistics(use_data_dir, fresh_cache_di
     assert [d[S.PTRUE_LOGPROBS] for d in resumed] == [d[S.PTRUE_LOGPROBS] for d in whole]
 
 
-def test_confidence_table_counts_discards(use_data_dir):
-    # the fake says "The answer is 42." with no number a verbal method could read as confidence
-    table = confidence.confidence_table("fake", ["gsm8k"], ["perplexity", "verbal_2s"], limit=5,
-                                        backend=fake(), progress=False)
-    assert list(table.columns) == list(confidence.CONFIDENCE_COLUMNS)
-    assert len(table) == 10
-    v = table[table["method"] == "verbal_2s"]
-    assert v["discarded"].all() and v["confidence"].isna().all()
-    assert set(v["discard_reason"]) == {uq.Verbal2S.discards}
-    p = table[table["method"] == "perplexity"]
-    assert not p["discarded"].any() and (p["confidence"] > 0).all()
-    summary = confidence.discard_summary(table)
-    assert summary[["method", "items", "discarded", "rate"]].values.tolist() == [
-        ["verbal_2s", 5, 5, 1.0]]
-    # gsm8k answers in the fixture: 18, 3, 42, 42, 7; the fake answers 42
-    assert p["correct"].tolist() == [False, False, True, True, False]
-
-
-def test_verbal_numbers_are_read(use_data_dir):
-    table = confidence.confidence_table(
-        "fake", ["gsm8k"], ["verbal_1s"], limit=5, progress=False,
-        backend=fake(respond=lambda p: "42\nConfidence: 80%" if "Confidence" in p else "42"))
-    assert table["confidence"].tolist() == [0.8] * 5 and not table["discarded"].any()
-
-
-def test_unknown_method_or_dataset_is_refused(use_data_dir):
-    with pytest.raises(KeyError, match="known: avg_token_prob"):
-        confidence.confidence_table("fake", ["gsm8k"], ["entropy"], backend=fake())
-    with pytest.raises(Exception, match="gsm8k"):
-        confidence.confidence_table("fake", ["gsm9k"], ["perplexity"], backend=fake())
-
-
-def test_cached_only_loads_no_model_and_lists_what_is_missing(use_data_dir):
-    from routelib import models
-    be = FakeBackend(name="smollm2-135m")
-    be.model_id = models.model_id("smollm2-135m")  # a registered name, as a real run has
-    confidence.confidence_table("smollm2-135m", ["gsm8k"], ["perplexity", "p_true"], limit=5,
-                                backend=be, progress=False)
-    table = confidence.confidence_table("smollm2-135m", ["gsm8k", "commonsenseqa"],
-                                        ["perplexity", "p_true"], limit=5, cached_only=True,
-                                        progress=False)
-    assert set(table["dataset"]) == {"gsm8k"} and len(table) == 10
-    assert table.attrs["missing"] == ["commonsenseqa"]
-
-
-def test_probes_train_on_train_split_and_never_score_their_training_items(use_data_dir):
-    # answers alternate right/wrong by question text; hidden states are hash-random, so the
-    # probe has both classes and the table gets a finite probability per eval item
-    be = fake(respond=lambda p: "The answer is 18." if "question 0" in p or "question 2" in p
-              else "The answer is 7.")
-    table = confidence.confidence_table("fake", ["gsm8k"], ["trained_probe"], limit=5,
-                                        train_limit=5, backend=be, progress=False)
-    train_ids = set(statcache.item_stats("fake", "gsm8k", [], split="train", limit=5,
-                                         backend=fake(), progress=False)[1]["item_id"])
-    assert train_ids and not train_ids & set(table["item_id"])
-    assert table["confidence"].between(0, 1).all() or table["discarded"].all()
-
-
 def test_two_writers_of_one_pass_compute_and_store_each_item_once(use_data_dir,
                                                                    fresh_cache_dir):
     import threading
@@ -192,3 +134,18 @@ def test_two_writers_of_one_answer_run_answer_each_item_once(use_data_dir):
         t.join()
     assert sum(b.calls["generate"] for b in backends) == 5
     assert len(runs.generate("fake", "gsm8k", limit=5, backend=fake(), progress=False)) == 5
+
+
+def test_run_options_bundle_or_keywords_and_a_misspelt_one_is_refused(use_data_dir):
+    be = fake()
+    opts = statcache.RunOptions(backend=be, progress=False, chunk_size=2)
+    _, _, st = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, options=opts)
+    assert be.calls == {"generate": 5, "loglikelihood": 10} and len(st) == 5
+    # a keyword overrides the bundle's field: the new backend is asked nothing (all cached)
+    other = fake()
+    _, _, again = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, options=opts,
+                                       backend=other)
+    assert sum(other.calls.values()) == 0 and be.calls["loglikelihood"] == 10
+    assert [d[S.PTRUE_LOGPROBS] for d in again] == [d[S.PTRUE_LOGPROBS] for d in st]
+    with pytest.raises(TypeError, match="bakend"):
+        statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, bakend=be)

@@ -18,7 +18,9 @@ from typing import Sequence
 from routelib.answers import grading, prompts
 from routelib.config import SEED
 from routelib.data.schema import Record, spec
+from routelib.models import registry as models
 from routelib.models.backend import Backend, GenRequest, LoglikRequest
+from routelib.models.spec import ANSWER_GROUPS, ModelError  # noqa: F401 (ANSWER_GROUPS: API)
 
 ANSWER_COLUMNS = (
     "dataset", "split", "item_id", "model", "model_id", "style", "chat", "prompt", "response",
@@ -40,27 +42,13 @@ class AnswerConfig:
                 "seed": self.seed}
 
 
-ANSWER_GROUPS = ("mcq", "true_false", "math", "conversational")
-
-# Fallback answer configuration per answer group.
+# The documented default per answer group, for a model without a chosen configuration: option
+# log-likelihood for choice datasets, plain-format generation otherwise, never the chat template.
 DEFAULT_CONFIGS: dict[str, AnswerConfig] = {
     "mcq": AnswerConfig("options"),
     "true_false": AnswerConfig("options"),
     "math": AnswerConfig("generate"),
     "conversational": AnswerConfig("generate"),
-}
-
-# Per model and group, the configuration chosen on train/dev splits only by
-# ``python -m routelib select`` (routelib.report.selection; results in docs/accuracy.md).
-SELECTED: dict[str, dict[str, AnswerConfig]] = {
-    "smollm2-135m": {"mcq": AnswerConfig("options"), "true_false": AnswerConfig("letters"),
-                     "math": AnswerConfig("generate"), "conversational": AnswerConfig("generate")},
-    "gemma3-270m": {"mcq": AnswerConfig("options"), "true_false": AnswerConfig("options"),
-                    "math": AnswerConfig("generate"), "conversational": AnswerConfig("generate")},
-    "qwen2.5-coder-0.5b": {"mcq": AnswerConfig("options", chat=True),
-                           "true_false": AnswerConfig("options", chat=True),
-                           "math": AnswerConfig("generate", chat=True),
-                           "conversational": AnswerConfig("generate")},
 }
 
 
@@ -72,9 +60,32 @@ def answer_group(dataset: str) -> str:
     return s.type
 
 
-def default_config(dataset: str, model: str | None = None) -> AnswerConfig:
+def chosen_configs(model) -> dict[str, AnswerConfig]:
+    """The configurations chosen on train/dev data for a model, per group (only the groups that
+    have one). ``model``: any model reference (:func:`routelib.models.registry.resolve`), or a
+    backend or backend factory (its ``spec`` when it has one, else a backend's ``name``).
+
+    A registered model's choice is part of its spec (``ModelSpec.answer_styles``, chosen by
+    ``python -m routelib select`` and written there by hand); for any other model it is what
+    ``select`` saved for its model id with :func:`routelib.models.registry.save_answer_styles`.
+    A name that is no model (a test backend's label) has no choice."""
+    if getattr(model, "spec", None) is not None:  # a backend or factory that knows its model
+        model = model.spec
+    elif hasattr(model, "generate"):  # a backend without one: its name may be registered
+        model = getattr(model, "name", "")
+    try:
+        styles = models.answer_styles(model)
+    except ModelError:
+        return {}
+    return {group: AnswerConfig(style, chat) for group, style, chat in styles}
+
+
+def default_config(dataset: str, model=None) -> AnswerConfig:
+    """The chosen configuration of ``model`` for the dataset's answer group
+    (:func:`chosen_configs`), else the documented default (:data:`DEFAULT_CONFIGS`)."""
     group = answer_group(dataset)
-    return SELECTED.get(model or "", {}).get(group, DEFAULT_CONFIGS[group])
+    chosen = chosen_configs(model) if model is not None else {}
+    return chosen.get(group, DEFAULT_CONFIGS[group])
 
 
 def request_key(model_id: str, prompt: str, params: dict) -> str:
@@ -108,30 +119,45 @@ def answer_records(backend: Backend, records: Sequence[Record], cfg: AnswerConfi
                   for ll in options]
         best = max(range(len(scores)), key=lambda k: (scores[k], -k))
         params = {"kind": "choice", "style": cfg.style, "continuations": list(p.continuations)}
-        rows[i] = _row(backend, records[i], cfg, split, p.text, p.responses[best],
-                       options[best].token_logprobs, scores, best, "choice", params)
+        rows[i] = _row(backend, records[i], cfg, split,
+                       Answered(p.text, p.responses[best], options[best].token_logprobs,
+                                "choice", params, scores, best))
 
     reqs = [GenRequest(built[i].text, max_new_tokens=built[i].max_new_tokens, temperature=0.0,
                        seed=cfg.seed, stop=built[i].stop) for i in gen_idx]
     for i, req, gens in zip(gen_idx, reqs, backend.generate(reqs) if reqs else []):
         g = gens[0]
-        rows[i] = _row(backend, records[i], cfg, split, req.prompt, g.text, g.token_logprobs,
-                       None, None, g.finish_reason, req.params())
+        rows[i] = _row(backend, records[i], cfg, split,
+                       Answered(req.prompt, g.text, g.token_logprobs, g.finish_reason,
+                                req.params()))
     return rows  # type: ignore[return-value]
 
 
-def _row(backend, record: Record, cfg: AnswerConfig, split: str, prompt: str, response: str,
-         token_logprobs, option_scores, choice, finish_reason: str, params: dict) -> dict:
-    g = grading.grade(record, response)
-    lp = [float(x) for x in token_logprobs]
+@dataclass(frozen=True)
+class Answered:
+    """What the model did with one record: the prompt, its response and that response's token
+    log-probs, why it ended, the request's parameters (they enter the request key) and, for
+    choice styles, every option's score and the chosen option's index."""
+    prompt: str
+    response: str
+    token_logprobs: Sequence[float]
+    finish_reason: str
+    params: dict
+    option_scores: Sequence[float] | None = None
+    choice: int | None = None
+
+
+def _row(backend, record: Record, cfg: AnswerConfig, split: str, a: Answered) -> dict:
+    g = grading.grade(record, a.response)
+    lp = [float(x) for x in a.token_logprobs]
     if any(not math.isfinite(x) for x in lp):
         raise ValueError(f"{record.id}: non-finite token log-prob from {backend.name}")
     return {
         "dataset": record.dataset, "split": split, "item_id": record.id, "model": backend.name,
-        "model_id": backend.model_id, "style": cfg.style, "chat": cfg.chat, "prompt": prompt,
-        "response": response, "token_logprobs": lp, "n_tokens": len(lp),
-        "option_scores": None if option_scores is None else [float(s) for s in option_scores],
-        "choice": choice, "finish_reason": finish_reason, "extracted": g.extracted,
+        "model_id": backend.model_id, "style": cfg.style, "chat": cfg.chat, "prompt": a.prompt,
+        "response": a.response, "token_logprobs": lp, "n_tokens": len(lp),
+        "option_scores": None if a.option_scores is None else [float(s) for s in a.option_scores],
+        "choice": a.choice, "finish_reason": a.finish_reason, "extracted": g.extracted,
         "correct": bool(g.correct), "grade_rule": g.rule, "grade_detail": g.detail,
-        "request_key": request_key(backend.model_id, prompt, params), "seed": cfg.seed,
+        "request_key": request_key(backend.model_id, a.prompt, a.params), "seed": cfg.seed,
     }

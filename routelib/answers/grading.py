@@ -111,10 +111,24 @@ def _golds(record) -> list[str]:
     return [str(record.answer), *record.aliases]
 
 
-def grade_text(record, response: str) -> Grade:
+def text_prediction(response: str) -> str:
+    """The normalized answer text of a free-form response: up to a following "Q:" turn, after
+    an "answer is"/"answer:" marker if any."""
     text = re.split(r"\n\s*Q:", (response or "").strip(), maxsplit=1)[0]
     text = re.split(r"\banswer\s*(?:is|:)\s*:?", re.sub(r"^A\s*:", "", text), flags=re.I)[-1]
-    pred = normalize_text(text)
+    return normalize_text(text)
+
+
+def token_recall(prediction: str, gold: str) -> float:
+    """Share of the gold's (normalized) tokens that the prediction contains."""
+    p, g = normalize_text(prediction).split(), normalize_text(gold).split()
+    if not g:
+        return float(not p)
+    return sum((Counter(p) & Counter(g)).values()) / len(g)
+
+
+def grade_text(record, response: str) -> Grade:
+    pred = text_prediction(response)
     if not pred:
         return _none("no text left after normalization")
     first = pred.split()[0]

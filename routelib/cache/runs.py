@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -74,77 +76,120 @@ def _length_key(r) -> tuple:
     return (-(len(r.question) + len(r.context or "") + sum(map(len, r.choices or ()))), r.id)
 
 
-def generate(model: str, dataset: str, split: str = "eval", limit: int | None = None,
-             cfg: AnswerConfig | None = None, backend=None, chunk_size: int = 16,
-             source: str = "local", progress: bool = True) -> pd.DataFrame:
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`generate` runs: items per stored part (and per backend call), where records
+    come from (``"local"`` JSONL or ``"hub"``), and whether to show a progress bar."""
+    chunk_size: int = 16
+    source: str = "local"
+    progress: bool = True
+
+
+def run_name(model) -> str:
+    """The folder name of a model's runs: the resolved model's name
+    (:func:`routelib.models.registry.resolve`: a registered name stays itself, a path or hub id
+    becomes its spec's name); a label that is no model (a test backend's) is used as it is, if
+    it is a plain folder name (whether it may be used at all is up to the model id)."""
+    try:
+        return models.resolve(model).name
+    except models.ModelError:
+        if not re.fullmatch(r"[\w.@-]+", str(model)):
+            raise
+        return str(model)
+
+
+def generate(model, dataset: str, split: str = "eval", limit: int | None = None,
+             cfg: AnswerConfig | None = None, backend=None, options: RunOptions | None = None,
+             **overrides) -> pd.DataFrame:
     """Answer ``limit`` items of ``dataset`` with ``model`` and return their rows (cached).
 
-    ``backend`` is a backend, or a zero-argument callable returning one (called only when
-    something is left to compute); by default the model's
-    :class:`~routelib.models.backend.TransformersBackend`, likewise loaded only when needed. Returns the rows of the requested items, in data
-    order.
+    ``model``: any model reference (a registered name, a hub id, a local directory, a ``.gguf``
+    file), or, with a backend instance, any plain label. ``backend`` is a backend, or a
+    zero-argument callable returning one (called only when something is left to compute); by
+    default the model's :class:`~routelib.models.transformers_backend.TransformersBackend`,
+    likewise loaded only when needed. ``options`` (:class:`RunOptions`) or its fields as
+    keywords (``chunk_size=2, progress=False``). Returns the rows of the requested items, in
+    data order.
     """
-    records = data.load(dataset, split, limit=limit, source=source)
-    if cfg is None and backend is not None and not getattr(backend, "scores_options", True):
-        cfg = AnswerConfig("generate")  # e.g. an API model: no log-likelihoods to score options
-    cfg = cfg or default_config(dataset, model)
+    opts = replace(options or RunOptions(), **overrides)
+    records = data.load(dataset, split, limit=limit, source=opts.source)
     if isinstance(backend, type):
         raise TypeError("pass a backend instance or a zero-argument factory, not a class")
     lazy = backend if callable(backend) and not hasattr(backend, "generate") else None
-    if lazy is not None:
-        backend = None
-    model_id = backend.model_id if backend is not None else models.model_id(model)
-    spec = run_spec(model, model_id, dataset, split, cfg)
-    path = run_dir(spec)
-    path.mkdir(parents=True, exist_ok=True)
-    meta = path / "run.json"
-    if not meta.exists():
-        meta.write_text(json.dumps(spec, indent=1, sort_keys=True))
+    instance = None if lazy is not None else backend
+    if cfg is None and backend is not None and not getattr(backend, "scores_options", True):
+        cfg = AnswerConfig("generate")  # e.g. an API model: no log-likelihoods to score options
+    name = run_name(model)
+    cfg = cfg or default_config(dataset, model)
+    model_id = instance.model_id if instance is not None else models.model_id(model)
+    path = _open_run(run_spec(name, model_id, dataset, split, cfg))
     with folder_lock(path):
         done = set(read_parts(path)["item_id"])
         # longest first, so each chunk's batch holds prompts of similar length (less padding);
         # the order depends only on the records, so a resumed run cuts the same chunks
         todo = sorted((r for r in records if r.id not in done), key=_length_key)
         if todo:
-            if backend is None and lazy is not None:
-                backend = lazy()
-            elif backend is None:
-                from routelib.models.backend import TransformersBackend
-                backend = TransformersBackend.from_registry(model)
-            if backend.model_id != model_id:
-                raise RunError(f"backend {backend.name!r} has model_id {backend.model_id!r}, "
+            if instance is None:
+                instance = lazy() if lazy is not None else _load_backend(model)
+            if instance.model_id != model_id:
+                raise RunError(f"backend {instance.name!r} has model_id {instance.model_id!r}, "
                                f"expected {model_id!r}")
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
-                           desc=f"{model} {dataset}")
-            for start in range(0, len(todo), chunk_size):
-                chunk = todo[start:start + chunk_size]
-                before = dict(getattr(backend, "stats", {}))
-                t0 = time.perf_counter()
-                rows = answer_records(backend, chunk, cfg, split=split)
-                seconds = time.perf_counter() - t0
-                part = _write_part(path, rows)
-                after = getattr(backend, "stats", {})
-                timing = {"part": part.name, "items": len(rows), "seconds": round(seconds, 3),
-                          **{k: after[k] - before.get(k, 0) for k in after}}
-                with open(path / "timings.jsonl", "a") as fh:
-                    fh.write(json.dumps(timing) + "\n")
-                if bar is not None:
-                    bar.update(len(rows))
-            if bar is not None:
-                bar.close()
-    df = read_parts(path)
+            _answer(path, instance, todo, cfg, split, opts, (len(records), f"{name} {dataset}"))
+    return _in_order(read_parts(path), records)
+
+
+def _load_backend(model):
+    from routelib.models.transformers_backend import TransformersBackend
+    return TransformersBackend.from_registry(model)
+
+
+def _open_run(spec: dict) -> Path:
+    path = run_dir(spec)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = path / "run.json"
+    if not meta.exists():
+        meta.write_text(json.dumps(spec, indent=1, sort_keys=True))
+    return path
+
+
+def _answer(path: Path, backend, todo: list, cfg: AnswerConfig, split: str, opts: RunOptions,
+            bar_info: tuple[int, str]) -> None:
+    """Answer ``todo`` in chunks, one stored part and one timing line per chunk."""
+    bar = None
+    if opts.progress:
+        from tqdm.auto import tqdm
+        total, desc = bar_info
+        bar = tqdm(total=total, initial=total - len(todo), unit="item", desc=desc)
+    for start in range(0, len(todo), opts.chunk_size):
+        chunk = todo[start:start + opts.chunk_size]
+        before = dict(getattr(backend, "stats", {}))
+        t0 = time.perf_counter()
+        rows = answer_records(backend, chunk, cfg, split=split)
+        seconds = time.perf_counter() - t0
+        part = _write_part(path, rows)
+        after = getattr(backend, "stats", {})
+        timing = {"part": part.name, "items": len(rows), "seconds": round(seconds, 3),
+                  **{k: after[k] - before.get(k, 0) for k in after}}
+        with open(path / "timings.jsonl", "a") as fh:
+            fh.write(json.dumps(timing) + "\n")
+        if bar is not None:
+            bar.update(len(rows))
+    if bar is not None:
+        bar.close()
+
+
+def _in_order(df: pd.DataFrame, records) -> pd.DataFrame:
+    """The rows of ``records`` (and only those), in data order."""
     order = {r.id: i for i, r in enumerate(records)}
     df = df[df["item_id"].isin(order)].copy()
     df["_o"] = df["item_id"].map(order)
     return df.sort_values("_o").drop(columns="_o").reset_index(drop=True)
 
 
-def load_answers(model: str | None = None, dataset: str | None = None) -> pd.DataFrame:
+def load_answers(model=None, dataset: str | None = None) -> pd.DataFrame:
     """Every cached answer row (optionally of one model / dataset), with its run folder."""
     root = config.cache_dir() / "answers"
+    model = run_name(model) if model else model
     frames = []
     for meta in sorted(root.glob("*/*/*/run.json")):
         spec = json.loads(meta.read_text())

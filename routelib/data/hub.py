@@ -1,9 +1,13 @@
-"""Load the 14 datasets from the Hugging Face hub as routelib :class:`~routelib.data.Record` lists.
+"""Load datasets from the Hugging Face hub as routelib :class:`~routelib.data.Record` lists,
+through the ``hub:`` block of their spec (:mod:`routelib.data.specfile`).
 
-:data:`HUB_SOURCES` maps each dataset to its hub id, config, splits and a converter that turns one
-hub row into schema dicts as ``shared/datasets/README.md`` describes for the local JSONL files
-(same question text, choice order, answer encoding, id pattern); each dict is then validated by
-:func:`routelib.data.record_from_dict`, like a local line. Where the hub is not the local copy:
+The paper's 14: their packaged specs name the hub id, config, splits and one converter of
+:data:`CONVERTERS` that turns a hub row into schema dicts as ``shared/datasets/README.md``
+describes for the local JSONL files (same question text, choice order, answer encoding, id
+pattern); :data:`HUB_SOURCES` is that table, built from the specs. A user's dataset maps hub
+columns to record fields instead (``hub.fields``: id, question, choices, answer, context;
+:func:`convert_fields`). Each dict is then validated by :func:`routelib.data.record_from_dict`,
+like a local line. Where the hub is not the local copy of a paper dataset:
 
 - MultiArith: the hub's 420/180 split differs from the local 600-item file; hub ``test`` is used.
 - BoolQ ``train_nopassage`` is hub ``train`` with the passage dropped, to mirror the local file.
@@ -26,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from routelib.data import schema as data
-from routelib.data.schema import DataError, Record
+from routelib.data.registry import spec as find_spec
+from routelib.data.schema import DatasetSpec, DataError, Record
 
 
 @dataclass(frozen=True)
@@ -63,9 +68,10 @@ def _plain_number(value: Any, key: str) -> str:
 
 
 def _record(name: str, id_: str, question: str, answer: Any, *, choices: list | None = None,
-            context: str | None = None, subject: str | None = None) -> dict:
+            context: str | None = None, subject: str | None = None,
+            spec: DatasetSpec | None = None) -> dict:
     """One schema dict; hub sources carry no extra gold strings, so ``aliases`` is empty."""
-    s = data.DATASETS[name]
+    s = spec or data.DATASETS[name]
     if s.type == "mcq":
         answer_text = choices[answer]
     elif s.type == "true_false":
@@ -194,48 +200,92 @@ def convert_mmlu(row: dict, index: int, split: str) -> list[dict]:
                     answer, choices=choices, subject=subject)]
 
 
-HUB_SOURCES: dict[str, HubSource] = {
-    "gsm8k": HubSource("openai/gsm8k", "main", {"test": "test", "train": "train"}, convert_gsm8k,
-                       "gold = text after '####', commas removed"),
-    "aqua": HubSource("deepmind/aqua_rat", "raw", {"test": "test", "validation": "validation"},
-                      convert_aqua, "option prefixes 'A)'..'E)' stripped"),
-    "multiarith": HubSource("ChilleD/MultiArith", None, {"test": "test"}, convert_multiarith,
-                            "hub test is 180 items of a 420/180 split, not the local 600"),
-    "svamp": HubSource("ChilleD/SVAMP", None, {"test": "test", "train": "train"}, convert_svamp,
-                       "question = Body + ' ' + Question"),
-    "boolq": HubSource("google/boolq", None, {"validation": "validation",
-                       "train_nopassage": "train"}, convert_boolq, "train: passage dropped"),
-    "commonsenseqa": HubSource("tau/commonsense_qa", None, {"validation": "validation",
-                               "train": "train"}, convert_commonsenseqa, "ids keep the source id"),
-    "hellaswag": HubSource("Rowan/hellaswag", None, {"validation": "validation"},
-                           convert_hellaswag, "full 10,042 validation items (local: 1,000)"),
-    "openbookqa": HubSource("allenai/openbookqa", "main", {"test": "test", "train": "train"},
-                            convert_openbookqa, "question = question_stem"),
-    "piqa": HubSource("ybisk/piqa", "default", {"validation": "validation"}, convert_piqa,
-                      "main holds a loading script: read the parquet export",
-                      revision="refs/convert/parquet"),
-    "siqa": HubSource("lighteval/siqa", None, {"validation": "validation"}, convert_siqa,
-                      "parquet copy of allenai/social_i_qa (whose main holds a script)"),
-    "truthfulqa": HubSource("truthfulqa/truthful_qa", "multiple_choice", {"validation":
-                            "validation"}, convert_truthfulqa, "MC1, shuffled; no aliases"),
-    "winogrande": HubSource("allenai/winogrande", "winogrande_xl", {"validation": "validation"},
-                            convert_winogrande, "answer '1'/'2' -> 0/1"),
-    "coqa": HubSource("stanfordnlp/coqa", None, {"test": "validation"}, convert_coqa,
-                      "the hub has no test set: routelib 'test' is the hub validation (dev) set"),
-    "mmlu": HubSource("cais/mmlu", "all", {"test": "test", "dev": "dev"}, convert_mmlu,
-                      "row index counted within each subject", index_within="subject"),
+def _mcq_answer(value: Any, choices: list, key: str) -> int:
+    """A 0-based index, its digit string, a letter ``A``.. or the text of one choice."""
+    index = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.isdigit():
+            index = int(text)
+        elif len(text) == 1 and text.isalpha() and text not in choices:
+            index = ord(text.upper()) - ord("A")
+        elif choices.count(text) == 1:
+            index = choices.index(text)
+    if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(choices):
+        raise DataError(f"field {key!r}: {value!r} is not a 0-based index, letter or text of "
+                        f"one of {len(choices)} choices")
+    return index
+
+
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def _generic_answer(kind: str, value: Any, choices: list | None, key: str) -> Any:
+    if kind == "mcq":
+        return _mcq_answer(value, choices, key)
+    if kind == "true_false":
+        text = str(value).strip().lower()
+        if isinstance(value, bool) or text in _TRUE + _FALSE:
+            return value if isinstance(value, bool) else text in _TRUE
+        raise DataError(f"field {key!r}: {value!r} is not true/false, yes/no or 1/0")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _plain_number(value, key)
+    return str(value).strip()
+
+
+def convert_fields(spec: DatasetSpec) -> Callable[[dict, int, str], list]:
+    """A converter for a user dataset: its ``hub.fields`` name the hub column of each field
+    (``choices``: a list, or ``{text: [...]}``; no ``id``: ``<name>-<split>-<row>``)."""
+    cols = dict(spec.hub.fields)
+
+    def convert(row: dict, index: int, split: str) -> list[dict]:
+        choices = None
+        if "choices" in cols:
+            raw = _field(row, cols["choices"])
+            choices = list(raw["text"] if isinstance(raw, dict) and "text" in raw else raw)
+        answer = _generic_answer(spec.type, _field(row, cols["answer"]), choices, cols["answer"])
+        id_ = str(_field(row, cols["id"])) if "id" in cols else f"{spec.name}-{split}-{index:05d}"
+        context = row.get(cols["context"]) if "context" in cols else None
+        return [_record(spec.name, id_, _field(row, cols["question"]), answer, choices=choices,
+                        context=context, spec=spec)]
+    return convert
+
+
+CONVERTERS: dict[str, Callable[[dict, int, str], list]] = {
+    "gsm8k": convert_gsm8k, "aqua": convert_aqua, "multiarith": convert_multiarith,
+    "svamp": convert_svamp, "boolq": convert_boolq, "commonsenseqa": convert_commonsenseqa,
+    "hellaswag": convert_hellaswag, "openbookqa": convert_openbookqa, "piqa": convert_piqa,
+    "siqa": convert_siqa, "truthfulqa": convert_truthfulqa, "winogrande": convert_winogrande,
+    "coqa": convert_coqa, "mmlu": convert_mmlu,
 }
 
 
-def load_hub(name: str, split: str, loader: Callable | None = None) -> list[Record]:
-    """Records of one physical split of dataset ``name`` from the hub.
+def hub_source(spec: DatasetSpec) -> HubSource:
+    """The :class:`HubSource` of a spec's ``hub:`` block."""
+    h = spec.hub
+    if h is None:
+        raise DataError(f"dataset {spec.name!r} has no hub source; add a hub: block (id, "
+                        f"splits, fields) to {spec.origin or 'its dataset.yaml'}")
+    if h.converter is not None and h.converter not in CONVERTERS:
+        raise DataError(f"{spec.where('hub')}: hub converter {h.converter!r} is not known; "
+                        f"known: {', '.join(CONVERTERS)}")
+    convert = CONVERTERS[h.converter] if h.converter else convert_fields(spec)
+    return HubSource(h.id, h.config, dict(h.splits), convert, h.note, h.index_within, h.revision)
+
+
+HUB_SOURCES: dict[str, HubSource] = {n: hub_source(s) for n, s in data.DATASETS.items()}
+
+
+def load_hub(name: str, split: str, loader: Callable | None = None,
+             spec: DatasetSpec | None = None) -> list[Record]:
+    """Records of one physical split of dataset ``name`` (spec ``spec``, default: the
+    registry's) from the hub.
 
     ``loader(path, config, split=hub_split)`` (plus ``revision=`` where the source pins one)
     returns the hub rows; it defaults to ``datasets.load_dataset`` (tests pass a fake one).
     """
-    src = HUB_SOURCES.get(name)
-    if src is None:
-        raise DataError(f"dataset {name!r} has no hub source; known: {', '.join(HUB_SOURCES)}")
+    spec = spec or find_spec(name)
+    src = hub_source(spec)
     if split not in src.splits:
         raise DataError(f"split {split!r} of dataset {name!r} has no hub mapping; "
                         f"available: {', '.join(src.splits)}")
@@ -254,5 +304,5 @@ def load_hub(name: str, split: str, loader: Callable | None = None) -> list[Reco
         except (DataError, TypeError, AttributeError, IndexError) as exc:
             raise DataError(f"{where}: {exc}") from None
         seen[key] += 1
-        records.extend(data.record_from_dict(d, where=where) for d in dicts)
+        records.extend(data.record_from_dict(d, where=where, spec=spec) for d in dicts)
     return records

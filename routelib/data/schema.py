@@ -1,12 +1,16 @@
-"""The paper's 14 datasets as :class:`Record` lists, from a local JSONL directory or the HF hub.
+"""Records: the schema every dataset's JSONL lines follow, their validation, and the carve-out.
+
+Which datasets exist and where their files are is :mod:`routelib.data.registry`'s business (the
+paper's 14 and any dataset folder ``<root>/<name>/dataset.yaml``; ``docs/datasets.md``).
 
 Schema (one record per question; the same for every dataset):
 
 =============  ==============================================================================
 ``id``         stable string, unique within a dataset
-``dataset``    one of :data:`DATASETS`
-``type``       ``"mcq"``, ``"free_form"`` or ``"true_false"``
-``domain``     ``"math"``, ``"commonsense"``, ``"conversational"`` or ``"problem_solving"``
+``dataset``    the dataset's name (may be omitted in a file: then the folder's name)
+``type``       ``"mcq"``, ``"free_form"`` or ``"true_false"`` (may be omitted: the spec's)
+``domain``     the paper's ``"math"``, ``"commonsense"``, ``"conversational"``,
+               ``"problem_solving"``, or a user dataset's own (may be omitted: the spec's)
 ``question``   the question text (CoQA: the current turn only)
 ``context``    CoQA: story and earlier turns; BoolQ: the passage; else ``None``
 ``choices``    list of option strings for MCQ, else ``None``
@@ -18,10 +22,12 @@ Schema (one record per question; the same for every dataset):
 
 Splits. Each dataset has a *logical* ``"eval"`` and ``"train"`` split (plus its physical split
 names, e.g. ``"validation"``). Where the source has a train/dev split it is ``"train"``; where it
-has none (MultiArith, HellaSwag, PIQA, Social IQa, TruthfulQA, WinoGrande, CoQA) routelib carves
+has none (MultiArith, HellaSwag, PIQA, Social IQa, TruthfulQA, WinoGrande, CoQA, and any dataset
+folder whose ``dataset.yaml`` names no ``train_split``) routelib carves
 a fixed, disjoint part out of the evaluation file: an item goes to ``"train"`` when
 ``sha256("50:<group>")`` falls in the lowest :data:`HOLDOUT_FRACTION` of the hash range, where
-``<group>`` is the item id (for CoQA the story id, so no story is split across the two parts).
+``<group>`` is the item id (for CoQA, or any spec with ``group_by_story``, the id up to its last
+``-``: the story, so no story is split across the two parts).
 ``"eval"`` is then the rest. The assignment depends only on the id, so it is the same for any
 subset, order or copy of the data, and an item scored in ``"eval"`` is never trained on.
 
@@ -33,23 +39,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from routelib import config
-from routelib.errors import RoutelibError
+from routelib.data.registry import DATASETS, PAPER_DATASETS, registry, roots, spec
+from routelib.data.specfile import DOMAINS, LOGICAL_SPLITS, TASK_TYPES, DataError, DatasetSpec, \
+    HubSpec, utf8_error
 
-TASK_TYPES = ("mcq", "free_form", "true_false")
-DOMAINS = ("math", "commonsense", "conversational", "problem_solving")
+__all__ = ["DATASETS", "DOMAINS", "HOLDOUT_FRACTION", "LOGICAL_SPLITS", "PAPER_DATASETS",
+           "RECORD_KEYS", "TASK_TYPES", "DataError", "DatasetSpec", "HubSpec", "Record",
+           "has_train_split", "holdout_group", "in_holdout", "physical_splits", "read_jsonl",
+           "record_from_dict", "registry", "resolve_split", "roots", "spec"]
+
 RECORD_KEYS = ("id", "dataset", "type", "domain", "question", "context", "choices", "answer",
                "answer_text", "aliases", "subject")
+FROM_SPEC = ("dataset", "type", "domain")  # keys a record in a dataset's file may omit
 HOLDOUT_FRACTION = 0.3  # share of an eval-only dataset carved out as its "train" part
-
-
-class DataError(RoutelibError, ValueError):
-    """Unknown dataset or split, or a malformed record."""
 
 
 @dataclass(frozen=True)
@@ -73,59 +80,21 @@ class Record:
         return d
 
 
-@dataclass(frozen=True)
-class DatasetSpec:
-    type: str
-    domain: str
-    eval_split: str                 # physical split used for evaluation
-    train_split: str | None = None  # physical train/dev split; None: carve one from eval_split
-    note: str = ""
-    group_by_story: bool = field(default=False)  # CoQA: keep a story's turns together
-
-
-DATASETS: dict[str, DatasetSpec] = {
-    "gsm8k": DatasetSpec("free_form", "math", "test", "train"),
-    "aqua": DatasetSpec("mcq", "math", "test", "validation"),
-    "multiarith": DatasetSpec("free_form", "math", "test"),
-    "svamp": DatasetSpec("free_form", "math", "test", "train"),
-    "boolq": DatasetSpec("true_false", "commonsense", "validation", "train_nopassage",
-                         note="the local train split has no passages"),
-    "commonsenseqa": DatasetSpec("mcq", "commonsense", "validation", "train"),
-    "hellaswag": DatasetSpec("mcq", "commonsense", "validation"),
-    "openbookqa": DatasetSpec("mcq", "commonsense", "test", "train"),
-    "piqa": DatasetSpec("mcq", "commonsense", "validation"),
-    "siqa": DatasetSpec("mcq", "commonsense", "validation"),
-    "truthfulqa": DatasetSpec("mcq", "commonsense", "validation"),
-    "winogrande": DatasetSpec("mcq", "commonsense", "validation"),
-    "coqa": DatasetSpec("free_form", "conversational", "test", group_by_story=True),
-    "mmlu": DatasetSpec("mcq", "problem_solving", "test", "dev"),
-}
-LOGICAL_SPLITS = ("eval", "train")
-
-
-def spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"dataset {name!r} is not known; known: {', '.join(DATASETS)}") from None
-
-
-def physical_splits(name: str) -> tuple[str, ...]:
-    s = spec(name)
+def physical_splits(name: str | DatasetSpec) -> tuple[str, ...]:
+    s = name if isinstance(name, DatasetSpec) else spec(name)
     return tuple(x for x in (s.eval_split, s.train_split) if x)
 
 
-def _resolve(name: str, split: str) -> tuple[str, str | None]:
-    """Map a split name to (physical split, holdout part or None)."""
-    s = spec(name)
+def resolve_split(s: DatasetSpec, split: str) -> tuple[str, str | None]:
+    """Map a split name to (physical split, carved part ``"eval"``/``"train"`` or None)."""
     if split == "eval":
         return s.eval_split, (None if s.train_split else "eval")
     if split == "train":
         return (s.train_split, None) if s.train_split else (s.eval_split, "train")
-    if split in physical_splits(name):
+    if split in physical_splits(s):
         return split, None
-    known = ", ".join(dict.fromkeys(LOGICAL_SPLITS + physical_splits(name)))
-    raise DataError(f"split {split!r} of dataset {name!r} is not known; known: {known}")
+    known = ", ".join(dict.fromkeys(LOGICAL_SPLITS + physical_splits(s)))
+    raise DataError(f"split {split!r} of dataset {s.name!r} is not known; known: {known}")
 
 
 def has_train_split(name: str) -> bool:
@@ -133,40 +102,35 @@ def has_train_split(name: str) -> bool:
     return spec(name).train_split is not None
 
 
-def holdout_group(record: Record) -> str:
-    if spec(record.dataset).group_by_story:
+def holdout_group(record: Record, s: DatasetSpec | None = None) -> str:
+    if (s or spec(record.dataset)).group_by_story:
         return record.id.rsplit("-", 1)[0]
     return record.id
 
 
-def in_holdout(record: Record, seed: int = config.SEED) -> bool:
+def in_holdout(record: Record, seed: int = config.SEED, s: DatasetSpec | None = None) -> bool:
     """Whether an item of an eval-only dataset belongs to its carved-out "train" part."""
-    digest = hashlib.sha256(f"{seed}:{holdout_group(record)}".encode()).digest()
+    digest = hashlib.sha256(f"{seed}:{holdout_group(record, s)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < HOLDOUT_FRACTION
 
 
-def record_from_dict(d: dict, where: str = "<dict>") -> Record:
-    """Validate one schema dict and build a :class:`Record`; errors name ``where``."""
-    if not isinstance(d, dict):
-        raise DataError(f"{where}: expected a JSON object, got {type(d).__name__}")
-    missing = [k for k in RECORD_KEYS if k not in d]
-    if missing:
-        raise DataError(f"{where}: missing key(s) {missing}")
+def _spec_of(d: dict, s: DatasetSpec | None, where: str) -> DatasetSpec:
     name = d["dataset"]
-    if not isinstance(name, str) or name not in DATASETS:
-        raise DataError(f"{where}: dataset {name!r} is not known; known: {', '.join(DATASETS)}")
-    s = DATASETS[name]
-    if (d["type"], d["domain"]) != (s.type, s.domain):
-        raise DataError(f"{where}: type/domain {d['type']!r}/{d['domain']!r} do not match "
-                        f"{name}'s {s.type!r}/{s.domain!r}")
-    if not isinstance(d["aliases"], list) or not all(isinstance(a, str) for a in d["aliases"]):
-        raise DataError(f"{where}: aliases must be a list of strings")
-    if d["context"] is not None and not isinstance(d["context"], str):
-        raise DataError(f"{where}: context must be a string or null")
-    if not isinstance(d["question"], str) or not d["question"].strip():
-        raise DataError(f"{where}: empty question")
-    choices = d["choices"]
-    answer = d["answer"]
+    if s is None:
+        if not isinstance(name, str):
+            raise DataError(f"{where}: dataset {name!r} is not a name")
+        try:
+            return spec(name)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+    if name != s.name:
+        raise DataError(f"{where}: dataset {name!r} is not {s.name!r}, the dataset this file "
+                        f"belongs to (omit the field to take the folder's name)")
+    return s
+
+
+def _check_answer(d: dict, where: str) -> None:
+    choices, answer = d["choices"], d["answer"]
     if d["type"] == "mcq":
         if not isinstance(choices, list) or len(choices) < 2:
             raise DataError(f"{where}: an mcq record needs a list of >= 2 choices")
@@ -179,29 +143,72 @@ def record_from_dict(d: dict, where: str = "<dict>") -> Record:
             raise DataError(f"{where}: true_false answer {answer!r} is not a bool")
     elif not isinstance(answer, str) or not answer.strip():
         raise DataError(f"{where}: free_form answer {answer!r} is not a non-empty string")
+
+
+def record_from_dict(d: dict, where: str = "<dict>", spec: DatasetSpec | None = None) -> Record:
+    """Validate one schema dict and build a :class:`Record`; errors name ``where``.
+
+    With ``spec`` (the dataset the dict was read for) ``dataset``, ``type`` and ``domain`` may be
+    omitted and are then the spec's; without it ``dataset`` must name a registered dataset."""
+    if not isinstance(d, dict):
+        raise DataError(f"{where}: expected a JSON object, got {type(d).__name__}")
+    if spec is not None:
+        d = {**dict(zip(FROM_SPEC, (spec.name, spec.type, spec.domain))), **d}
+    missing = [k for k in RECORD_KEYS if k not in d]
+    if missing:
+        raise DataError(f"{where}: missing key(s) {missing}")
+    s = _spec_of(d, spec, where)
+    if (d["type"], d["domain"]) != (s.type, s.domain):
+        raise DataError(f"{where}: type/domain {d['type']!r}/{d['domain']!r} do not match "
+                        f"{s.name}'s {s.type!r}/{s.domain!r}")
+    if not isinstance(d["aliases"], list) or not all(isinstance(a, str) for a in d["aliases"]):
+        raise DataError(f"{where}: aliases must be a list of strings")
+    if d["context"] is not None and not isinstance(d["context"], str):
+        raise DataError(f"{where}: context must be a string or null")
+    if not isinstance(d["question"], str) or not d["question"].strip():
+        raise DataError(f"{where}: empty question")
+    _check_answer(d, where)
+    choices = d["choices"]
     return Record(
-        id=str(d["id"]), dataset=name, type=d["type"], domain=d["domain"], question=d["question"],
-        context=d["context"], choices=tuple(choices) if choices is not None else None,
-        answer=answer, answer_text=str(d["answer_text"]), aliases=tuple(d["aliases"] or ()),
+        id=str(d["id"]), dataset=s.name, type=d["type"], domain=d["domain"],
+        question=d["question"], context=d["context"],
+        choices=tuple(choices) if choices is not None else None, answer=d["answer"],
+        answer_text=str(d["answer_text"]), aliases=tuple(d["aliases"] or ()),
         subject=d["subject"],
     )
 
 
-def read_jsonl(path: Path) -> list[Record]:
-    """Read and validate one JSONL file; a malformed line raises naming file and line."""
-    records, seen = [], set()
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
+def _lines(path: Path):
+    """(line number, text) of each non-blank line; a non-UTF-8 byte raises naming its offset."""
+    offset = 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{where}: not valid JSON ({exc.msg})") from None
-            rec = record_from_dict(obj, where)
-            if rec.id in seen:
-                raise DataError(f"{where}: duplicate id {rec.id!r}")
-            seen.add(rec.id)
-            records.append(rec)
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise utf8_error(path, lineno, offset, exc) from None
+            offset += len(raw)
+            if lineno == 1:
+                line = line.removeprefix("\ufeff")  # a byte-order mark some editors write
+            if line.strip():
+                yield lineno, line
+
+
+def read_jsonl(path: Path, spec: DatasetSpec | None = None) -> list[Record]:
+    """Read and validate one JSONL file of dataset ``spec`` (None: each line names its
+    dataset); a malformed line raises naming file and line, an empty file raises too."""
+    records, seen = [], set()
+    for lineno, line in _lines(path):
+        where = f"{path}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{where}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+        rec = record_from_dict(obj, where, spec)
+        if rec.id in seen:
+            raise DataError(f"{where}: duplicate id {rec.id!r}")
+        seen.add(rec.id)
+        records.append(rec)
+    if not records:
+        raise DataError(f"{path}: no records (the file is empty); a split needs at least one")
     return records

@@ -41,6 +41,7 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
@@ -78,29 +79,47 @@ def retry_after(headers) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class EndpointSettings:
+    """How an :class:`OpenAIBackend` talks to its server (see the module docstring): the key's
+    environment variable (None: no auth), concurrency, per-call timeout (seconds), retries and
+    their backoff, the call and token budgets, and whether to ask for token log-probs."""
+    api_key_env: str | None = "OPENAI_API_KEY"
+    max_concurrency: int = 4
+    timeout: float = 30.0
+    max_retries: int = 5
+    max_calls: int | None = None
+    max_tokens_budget: int | None = None
+    logprobs: bool = True
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+
+
 class OpenAIBackend:
     scores_options = False  # no log-likelihoods: runs.generate answers with "generate"
 
-    def __init__(self, model: str, base_url: str | None = None,
-                 api_key_env: str | None = "OPENAI_API_KEY", max_concurrency: int = 4,
-                 timeout: float = 30.0, max_retries: int = 5, max_calls: int | None = None,
-                 max_tokens_budget: int | None = None, name: str | None = None, *,
-                 logprobs: bool = True, backoff_base: float = 0.5, backoff_max: float = 30.0):
+    def __init__(self, model: str, base_url: str | None = None, name: str | None = None,
+                 settings: EndpointSettings | None = None, **overrides):
+        """``settings`` (:class:`EndpointSettings`), or any of its fields as keywords
+        (``timeout=60``, ``max_retries=2``, ...)."""
         import openai
-        key = os.environ.get(api_key_env) if api_key_env else "EMPTY"
+        s = self.settings = replace(settings or EndpointSettings(), **overrides)
+        key = os.environ.get(s.api_key_env) if s.api_key_env else "EMPTY"
         if not key:
-            raise OpenAIBackendError(f"environment variable {api_key_env} is not set: the API "
+            raise OpenAIBackendError(f"environment variable {s.api_key_env} is not set: the API "
                                      f"key is read from it (any placeholder for a server "
                                      f"without auth)")
         self._openai, self._key = openai, key
-        self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=timeout,
+        self._client = openai.OpenAI(api_key=key, base_url=base_url, timeout=s.timeout,
                                      max_retries=0)
         self.model, self.name = model, name or model
         self.base_url = (base_url or str(self._client.base_url)).rstrip("/")
         self.model_id = f"openai:{self.base_url}:{model}"
-        self.max_concurrency, self.max_retries = max(1, max_concurrency), max_retries
-        self.max_calls, self.max_tokens_budget, self.timeout = max_calls, max_tokens_budget, timeout
-        self.logprobs, self.backoff_base, self.backoff_max = logprobs, backoff_base, backoff_max
+        self.max_concurrency, self.max_retries = max(1, s.max_concurrency), s.max_retries
+        self.max_calls, self.max_tokens_budget, self.timeout = (s.max_calls, s.max_tokens_budget,
+                                                                s.timeout)
+        self.logprobs, self.backoff_base, self.backoff_max = (s.logprobs, s.backoff_base,
+                                                              s.backoff_max)
         self.stats = {"generate_calls": 0, "requests": 0, "api_calls": 0, "retries": 0,
                       "backoff_s": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
                       "generated_tokens": 0}

@@ -8,11 +8,14 @@ missing (hours on a CPU for the 14 datasets).
 
 - :func:`backend_factory`, :func:`accuracy`: accuracy tables from cached answers.
 - :func:`load` / :func:`attach_llm`: the confidence tables of the SLMs and the LLM tier's answers
-  on the same datasets, as a :class:`Cached`.
+  on the same datasets, as a :class:`Cached`: the one loader,
+  :mod:`routelib.routing.tables` (its rule for what is missing holds here too).
 - :func:`figure`: a routelib.report.plots figure, or a note when there is nothing to draw yet.
-- :func:`routing`, :func:`cost_view`, :func:`relative_accuracy`, :func:`shift_summary`,
-  :func:`decompose`, :func:`transfer`, :func:`export_calibration_sets`: the tables of chapters
-  3-6, empty (with a note) instead of an error on a partial cache.
+- :func:`routing`, :func:`relative_accuracy`, :func:`transfer`: the saved routing study
+  (:class:`routelib.routing.saved.RoutingStudy`, computed once, read by the pages too);
+  :func:`cost_view`, :func:`shift_summary`, :func:`decompose`, :func:`export_calibration_sets`:
+  the other tables of chapters 3-6. All empty (with a note) instead of an error on a partial
+  cache.
 - ``python -m routelib.report.book normalize FILE.ipynb ...`` (:func:`normalize_executed`): drop the
   timestamps papermill writes into notebook metadata and merge split stream outputs, so an
   executed chapter changes only when its outputs do.
@@ -20,23 +23,19 @@ missing (hours on a CPU for the 14 datasets).
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from routelib import config, data
 from routelib.report import accuracy as report
-from routelib.routing import calibration as cal, cost, distributions as D, simulation as R, study
+from routelib.routing import calibration as cal, cost, simulation as R, study, tables
+from routelib.routing.saved import RoutingStudy, StudySettings
 from routelib.uq import confidence
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-_RATIO_COLUMNS = ("uq", "oracle", "random")
-SUMMARY_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD, R.N, "slm_accuracy", "llm_accuracy") + \
-    tuple(f"{k}_{r}" for r in _RATIO_COLUMNS for k in ("auc", f"ratio_{int(study.SHARE * 100)}"))
-MEANS_COLUMNS = (R.SLM, R.LLM, R.METHOD, "slm_accuracy", "llm_accuracy") + SUMMARY_COLUMNS[7:] \
-    + ("datasets", "beats_random")
-TOP_K_TABLE_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD) + R.TOP_K_COLUMNS
+SUMMARY_COLUMNS, MEANS_COLUMNS = study.SUMMARY_COLUMNS, study.MEANS_COLUMNS
+TOP_K_TABLE_COLUMNS = study.TOP_K_TABLE_COLUMNS
 COST_COLUMNS = (R.SLM, R.METHOD, "datasets", R.RATIO, R.ACCURACY, R.ROUTED, R.COST, R.LATENCY)
 SHIFT_SUMMARY_COLUMNS = study.SHIFT_SUMMARY_COLUMNS
 
@@ -79,82 +78,10 @@ def accuracy(models, datasets=None, limit: int | None = config.LIMIT,
     return out
 
 
-# ---- confidence tables (chapters 2-7) ------------------------------------------------------
-@dataclass
-class Cached:
-    """The confidence table of every SLM (``conf``, :data:`routelib.uq.confidence.CONFIDENCE_COLUMNS`)
-    restricted to datasets the LLM tier has answers for, those answers (``llm``,
-    :data:`routelib.routing.simulation.LLM_COLUMNS`), and what was left out, per SLM: ``missing``
-    (datasets without cached statistics, or without LLM answers) and ``probe_train_missing``
-    (datasets whose train-split hidden states are not cached, so the probes did not see them)."""
-    conf: pd.DataFrame
-    llm: pd.DataFrame
-    llm_name: str
-    missing: dict = field(default_factory=dict)
-    probe_train_missing: dict = field(default_factory=dict)
-
-    @property
-    def slms(self) -> list[str]:
-        return list(dict.fromkeys(self.conf[R.SLM])) if len(self.conf) else []
-
-    @property
-    def datasets(self) -> list[str]:
-        return list(dict.fromkeys(self.conf[R.DATASET])) if len(self.conf) else []
-
-    def summary(self) -> str:
-        """What the tables hold and what is missing, one line per SLM (no paths, no times)."""
-        lines = []
-        for slm, missing in self.missing.items():
-            rows = self.conf[self.conf[R.SLM] == slm] if len(self.conf) else self.conf
-            have = list(dict.fromkeys(rows[R.DATASET])) if len(rows) else []
-            methods = list(dict.fromkeys(rows[R.METHOD])) if len(rows) else []
-            lines.append(f"{slm}: {len(have)} dataset(s) cached: {', '.join(have) or '-'}; "
-                         f"methods: {', '.join(methods) or '-'}")
-            lines.append(f"  missing (left out): {', '.join(missing) or 'none'}")
-            if self.probe_train_missing.get(slm):
-                lines.append("  probe train features not cached for: "
-                             + ", ".join(self.probe_train_missing[slm]))
-        lines.append(f"LLM tier: {self.llm_name}, {len(self.llm)} answers on "
-                     f"{self.llm[R.DATASET].nunique() if len(self.llm) else 0} dataset(s)")
-        return "\n".join(lines)
-
-
-def load(slms, llm: str, datasets=None, methods=None, limit: int | None = config.LIMIT,
-         quick: bool = True) -> Cached:
-    """Every SLM's confidence table (``quick``: :func:`routelib.uq.confidence.load_table`, the saved
-    table, nothing computed; else :func:`routelib.uq.confidence.confidence_table`, no progress
-    bars) joined with the LLM tier's answers by :func:`attach_llm`."""
-    tables = [confidence.load_table(s, datasets, methods, limit=limit) if quick else
-              confidence.confidence_table(s, datasets, methods, limit=limit, progress=False)
-              for s in slms]
-    return attach_llm(tables, llm, limit=limit, quick=quick, slms=slms)
-
-
-def attach_llm(tables, llm: str, limit: int | None = config.LIMIT, quick: bool = True,
-               slms=None) -> Cached:
-    """Concatenate confidence tables and read ``llm``'s answers on their datasets; a dataset the
-    LLM has not answered (quick mode) is dropped from the confidence table and named."""
-    tables = [tables] if isinstance(tables, pd.DataFrame) else list(tables)
-    slms = list(slms) if slms is not None else [
-        t[R.SLM].iloc[0] for t in tables if len(t)]
-    missing = {s: list(t.attrs.get("missing", [])) for s, t in zip(slms, tables)}
-    train_missing = {s: list(t.attrs.get("probe_train_missing", []))
-                     for s, t in zip(slms, tables)}
-    conf = pd.concat([t for t in tables if len(t)], ignore_index=True) if any(
-        len(t) for t in tables) else pd.DataFrame(columns=list(confidence.CONFIDENCE_COLUMNS))
-    frames, no_llm = [], []
-    for ds in dict.fromkeys(conf[R.DATASET]):
-        try:
-            frames.append(study.llm_answers(llm, [ds], limit=limit, cached_only=quick))
-        except LookupError:
-            no_llm.append(ds)
-    if no_llm:
-        conf = conf[~conf[R.DATASET].isin(no_llm)].reset_index(drop=True)
-        for s in missing:
-            missing[s] += [f"{d} (no {llm} answers)" for d in no_llm]
-    llm_table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-        columns=list(R.LLM_COLUMNS))
-    return Cached(conf, llm_table, llm, missing, train_missing)
+# ---- confidence tables (chapters 2-7): the one loader -----------------------------------------
+Cached = tables.Tables
+load = tables.load
+attach_llm = tables.attach_llm
 
 
 def figure(plot, table: pd.DataFrame, *args, **kwargs):
@@ -168,15 +95,10 @@ def figure(plot, table: pd.DataFrame, *args, **kwargs):
 
 # ---- routing (chapters 3, 4, 7) ------------------------------------------------------------
 def routing(cached: Cached, ratios=R.DEFAULT_RATIOS):
-    """(simulation, per-dataset summary, per-method means) of :mod:`routelib.routing.study`; empty
-    frames when nothing is cached."""
-    if cached.conf.empty or cached.llm.empty:
-        return (pd.DataFrame(columns=list(R.SIM_COLUMNS)),
-                pd.DataFrame(columns=list(SUMMARY_COLUMNS)),
-                pd.DataFrame(columns=list(MEANS_COLUMNS)))
-    sim = study.simulate_routable(cached.conf, cached.llm, ratios)
-    summary = study.routing_summary(sim)
-    return sim, summary, study.method_means(summary)
+    """(simulation, per-dataset summary, per-method means) of the saved routing study
+    (:class:`routelib.routing.saved.RoutingStudy`); empty frames when nothing is cached."""
+    r = RoutingStudy(cached, StudySettings(ratios=tuple(ratios))).routing
+    return r.simulation, r.summary, r.means
 
 
 def best_methods(means: pd.DataFrame) -> dict:
@@ -206,10 +128,11 @@ def cost_view(sim: pd.DataFrame, methods: dict, cost_model: R.CostModel | None =
 
 
 def relative_accuracy(cached: Cached, keep_fractions=None) -> pd.DataFrame:
-    """:func:`routelib.routing.study.relative_accuracy_routable`; empty when nothing is cached."""
-    if study.routable(cached.conf).empty or cached.llm.empty:
-        return pd.DataFrame(columns=list(TOP_K_TABLE_COLUMNS))
-    return study.relative_accuracy_routable(cached.conf, cached.llm, keep_fractions)
+    """Relative accuracy on the most confident items (Fig. 3) from the saved routing study;
+    empty when nothing is cached."""
+    settings = StudySettings() if keep_fractions is None else \
+        StudySettings(keep_fractions=tuple(keep_fractions))
+    return RoutingStudy(cached, settings).routing.relative
 
 
 # ---- distributions (chapter 5) -------------------------------------------------------------
@@ -221,19 +144,18 @@ decompose = study.decompose
 
 # ---- calibration (chapter 6) ---------------------------------------------------------------
 def transfer(cached: Cached, methods, runs: int = 3):
-    """(transfer table, error table, mean errors) of :func:`routelib.routing.study.transfer_study`
+    """(transfer table, error table, mean errors) of the saved routing study's transfer part
     for the ``methods`` present; empty frames (and a printed reason) when no (slm, method) has
     two cached datasets."""
-    methods = [m for m in methods if len(cached.conf) and m in set(cached.conf[R.METHOD])]
     try:
-        table, errors = study.transfer_study(cached.conf, cached.llm, cached.slms, methods,
-                                             runs_=runs)
+        t = RoutingStudy(cached, StudySettings(transfer_methods=tuple(methods),
+                                               runs=runs)).transfer
     except cal.CalibrationError as exc:
         print(f"transfer not computed: {exc}")
         errors = pd.DataFrame(columns=list(cal.ERROR_COLUMNS))
         return (pd.DataFrame(columns=list(cal.TRANSFER_COLUMNS)), errors,
                 errors.drop(columns=[R.LLM, cal.TARGET]))
-    return table, errors, study.transfer_means(errors)
+    return t.table, t.errors, t.means
 
 
 def export_calibration_sets(cached: Cached, methods, export_dir: str) -> pd.DataFrame:

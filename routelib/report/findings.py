@@ -18,9 +18,11 @@ import numpy as np
 import pandas as pd
 
 from routelib import config
-from routelib.report import book, uq_page as uq_report
-from routelib.routing import calibration as cal, distributions as D, simulation as R, study
-from routelib.uq import methods as uq, metrics
+from routelib.models.registry import DEFAULT_LLM
+from routelib.report import book, findings_verdicts, uq_page as uq_report
+from routelib.routing import (calibration as cal, distributions as D, saved, simulation as R, study,
+                              tables)
+from routelib.uq import metrics
 from routelib.uq.confidence import PROBE_TRAIN_LIMIT
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -42,21 +44,36 @@ def _pct(x) -> str:
     return "–" if x is None or np.isnan(x) else f"{100 * x:.1f}%"
 
 
-def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMIT,
-          judge_name: str | None = "qwen2.5-coder-0.5b", n_boot: int = 1000,
+def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
+          judge_name: str | None = DEFAULT_LLM, n_boot: int = 1000,
           judge_limit: int | None = config.JUDGE_LIMIT) -> dict[str, str]:
-    """Every number of the findings page, formatted, from the cache (no model is loaded)."""
-    from routelib.report.routing_page import load_tables
-    conf, llm_table, _ = load_tables(slms, llm, limit)
+    """Every number of the findings page, formatted, from the cache (no model is loaded): the
+    tables of the one loader (:func:`routelib.routing.tables.load`) and the saved routing study
+    (:class:`routelib.routing.saved.RoutingStudy`). ``incomplete``: what the loader left out
+    ("" when nothing), which :func:`render` prints under the title."""
+    t = tables.load(slms, llm, limit=limit)
+    rs = saved.RoutingStudy(t)
     out: dict[str, str] = {"slms": ", ".join(slms), "llm": llm, "limit": str(limit),
                            "train_limit": str(PROBE_TRAIN_LIMIT),
-                           "judge_limit": str(judge_limit)}
-    out["llm_accuracy"] = _pct(llm_table[R.CORRECT].mean())
+                           "judge_limit": str(judge_limit), "incomplete": "; ".join(t.notes())}
+    out["llm_accuracy"] = _pct(t.llm[R.CORRECT].mean())
+    auc = metrics.auroc_table(t.conf, ci=True, n_boot=n_boot)
+    out.update(_alignment(t.conf, auc))
+    out.update(_routing(rs.routing.means))
+    out.update(_relative(rs.routing.relative))
+    out.update(_shift(t.conf))
+    out.update(_transfer(rs.transfer.means))
+    out.update(findings_verdicts.verdict_facts(auc, rs.routing.summary, t.conf, n_boot))
+    if judge_name:
+        out.update(_judge(slms, t.conf, judge_name, judge_limit))
+    return out
 
-    # alignment (Fig. 1)
-    auc = metrics.auroc_table(conf, ci=True, n_boot=n_boot)
-    rank = uq_report.method_ranking(auc)
-    for slm, g in rank.groupby(R.SLM, sort=False):
+
+def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
+    """Fig. 1: AUROC means, extremes and ranks per SLM and method (``auc``: the AUROC table
+    with intervals)."""
+    out = {}
+    for slm, g in uq_report.method_ranking(auc).groupby(R.SLM, sort=False):
         s = tag(slm)
         out[f"datasets__{s}"] = str(conf.loc[conf[R.SLM] == slm, R.DATASET].nunique())
         lo, hi = g.loc[g["mean_auroc"].idxmin()], g.loc[g["mean_auroc"].idxmax()]
@@ -76,10 +93,12 @@ def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMI
         if len(flat) and "ci_low" in flat:
             const = ((flat["ci_high"] - flat["ci_low"]).abs() < 1e-12) | flat["auroc"].isna()
             out[f"verbal_1s_constant__{s}"] = str(int(const.sum()))
+    return out
 
-    # routing (Fig. 2)
-    sim = study.simulate_routable(conf, llm_table)
-    means = study.method_means(study.routing_summary(sim))
+
+def _routing(means: pd.DataFrame) -> dict[str, str]:
+    """Fig. 2: routing areas, ratios to reach 95% of the LLM, and the order of the methods."""
+    out = {}
     for _, r in means.iterrows():
         s, m = tag(r[R.SLM]), tag(r[R.METHOD])
         out[f"auc__{s}__{m}"] = _f(r["auc_uq"])
@@ -101,14 +120,15 @@ def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMI
         out[f"routing_order__{s}"] = ", ".join(
             f"{r[R.METHOD]} {_f(r['auc_uq'])} ({int(r['beats_random'])}/{int(r['datasets'])})"
             for _, r in g.sort_values("auc_uq", ascending=False).iterrows())
+    return out
 
-    # relative accuracy on the most confident items (Fig. 3)
-    topk = study.relative_accuracy_routable(conf, llm_table)
+
+def _relative(topk: pd.DataFrame) -> dict[str, str]:
+    """Fig. 3: accuracy and relative accuracy on the most confident :data:`TOP` vs. all."""
     near = topk[np.isclose(topk["keep_fraction"], TOP)]
     full = topk[np.isclose(topk["keep_fraction"], 1.0)]
-    key = [R.SLM, R.DATASET, R.METHOD]
-    both = near.merge(full, on=key, suffixes=("_top", "_all"))
-    out["top_share"] = f"{TOP:.0%}"
+    both = near.merge(full, on=[R.SLM, R.DATASET, R.METHOD], suffixes=("_top", "_all"))
+    out = {"top_share": f"{TOP:.0%}"}
     for (slm, m), g in both.groupby([R.SLM, R.METHOD], sort=False):
         s, t = tag(slm), tag(m)
         out[f"top_acc__{s}__{t}"] = _pct(g["slm_accuracy_top"].mean())
@@ -119,16 +139,18 @@ def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMI
                                        / g["llm_accuracy_all"].mean(), 2)
         out[f"top_gain_datasets__{s}__{t}"] = \
             f"{int((g['slm_accuracy_top'] > g['slm_accuracy_all']).sum())}/{len(g)}"
+    return out
 
-    # distributions (Fig. 4, Insight 1)
-    shift = D.distribution_shift(study.routable(conf), reference="pooled")
-    dec = book.decompose(shift)
-    out["decomposition_scope"] = dec.attrs.get("note", "")
+
+def _shift(conf: pd.DataFrame) -> dict[str, str]:
+    """Fig. 4, Insight 1: variance shares of the shift, and moving the SLM vs. the dataset."""
+    routable = study.routable(conf)
+    dec = book.decompose(D.distribution_shift(routable, reference="pooled"))
+    out = {"decomposition_scope": dec.attrs.get("note", "")}
     for _, r in dec.iterrows():
         out[f"share__{tag(str(r[D.FACTOR]))}"] = _pct(r[D.SHARE])
     # the direct comparison: move the SLM (same method and data) vs. move the dataset (same
     # SLM and method); KS is unchanged by a method's scale
-    routable = study.routable(conf)
     across_slm = D.slm_shift(routable)
     across_ds = D.distribution_shift(routable, reference="others")
     if len(across_slm):
@@ -138,40 +160,46 @@ def facts(slms, llm: str = "qwen2.5-coder-0.5b", limit: int | None = config.LIMI
         per_d = across_ds.groupby(R.METHOD)[D.KS].mean()
         both = pd.concat([per_m.rename("slm"), per_d.rename("ds")], axis=1).dropna()
         out["ks_slm_wins"] = f"{int((both['slm'] > both['ds']).sum())}/{len(both)}"
+    return out
 
-    # transfer (Section 4)
-    methods = [m for m in ("ood_probe", "perplexity") if m in set(conf[R.METHOD])]
-    _, errors = study.transfer_study(conf, llm_table, slms, methods)
-    for _, r in study.transfer_means(errors).iterrows():
+
+def _transfer(means: pd.DataFrame) -> dict[str, str]:
+    """Section 4: mean transfer errors per SLM, method and strategy."""
+    out = {}
+    for _, r in means.iterrows():
         s, m, st = tag(r[R.SLM]), tag(r[R.METHOD]), r[cal.STRATEGY]
         out[f"transfer__{s}__{m}__{st}"] = _f(r["mean_abs_ratio_error"])
         out[f"transfer_max__{s}__{m}__{st}"] = _f(r["max_abs_ratio_error"])
         out[f"transfer_gap__{s}__{m}__{st}"] = _f(r["mean_accuracy_gap"])
+    return out
 
-    # grading: the LLM judge against the rule-based grader
-    if judge_name:
-        from routelib.report import judge
-        for slm in slms:
-            try:
-                t = judge.judge_table(slm, judge_name, limit=judge_limit, cached_only=True,
-                                      progress=False)
-            except LookupError:
-                continue
-            a = judge.agreement(t)
-            r = a[a["dataset"] == "all"].iloc[0]
-            s = tag(slm)
-            out[f"judge_items__{s}"] = str(int(r["items"]))
-            out[f"judge_discarded__{s}"] = str(int(r["discarded"]))
-            out[f"judge_kappa__{s}"] = _f(r["kappa"], 2)
-            out[f"judge_agreement__{s}"] = _pct(r["agreement"])
-            out[f"judge_rule_acc__{s}"] = _pct(r["rule_accuracy"])
-            out[f"judge_judge_acc__{s}"] = _pct(r["judge_accuracy"])
-            out[f"judge_judge_only__{s}"] = str(int(r["judge_only"]))
-            out[f"judge_rule_only__{s}"] = str(int(r["rule_only"]))
-            ab = judge.auroc_by_grader(conf[conf[R.SLM] == slm], t)
-            d = ab["delta"].astype(float).abs()
-            out[f"judge_auroc_shift__{s}"] = _f(d.mean())
-            out[f"judge_auroc_shift_max__{s}"] = _f(d.max())
+
+def _judge(slms, conf: pd.DataFrame, judge_name: str, judge_limit) -> dict[str, str]:
+    """Grading: the LLM judge against the rule-based grader, per SLM whose verdicts are
+    cached."""
+    from routelib.report import judge
+    out = {}
+    for slm in slms:
+        try:
+            t = judge.judge_table(slm, judge_name, limit=judge_limit, cached_only=True,
+                                  progress=False)
+        except LookupError:
+            continue
+        a = judge.agreement(t)
+        r = a[a["dataset"] == "all"].iloc[0]
+        s = tag(slm)
+        out[f"judge_items__{s}"] = str(int(r["items"]))
+        out[f"judge_discarded__{s}"] = str(int(r["discarded"]))
+        out[f"judge_kappa__{s}"] = _f(r["kappa"], 2)
+        out[f"judge_agreement__{s}"] = _pct(r["agreement"])
+        out[f"judge_rule_acc__{s}"] = _pct(r["rule_accuracy"])
+        out[f"judge_judge_acc__{s}"] = _pct(r["judge_accuracy"])
+        out[f"judge_judge_only__{s}"] = str(int(r["judge_only"]))
+        out[f"judge_rule_only__{s}"] = str(int(r["rule_only"]))
+        ab = judge.auroc_by_grader(conf[conf[R.SLM] == slm], t)
+        d = ab["delta"].astype(float).abs()
+        out[f"judge_auroc_shift__{s}"] = _f(d.mean())
+        out[f"judge_auroc_shift_max__{s}"] = _f(d.max())
     return out
 
 
@@ -185,5 +213,11 @@ def fields(template: str) -> list[str]:
 
 
 def render(facts_: dict[str, str], template: Path = TEMPLATE) -> str:
-    """The template with every ``{name}`` replaced by its fact (``{{``/``}}`` for braces)."""
-    return template.read_text(encoding="utf-8").format_map(_Strict(facts_))
+    """The template with every ``{name}`` replaced by its fact (``{{``/``}}`` for braces); when
+    the loader left something out (``facts_["incomplete"]``), an "Incomplete cache" note under
+    the title names it."""
+    text = template.read_text(encoding="utf-8").format_map(_Strict(facts_))
+    if facts_.get("incomplete"):
+        title, _, rest = text.partition("\n")
+        text = f"{title}\n\n> **Incomplete cache:** {facts_['incomplete']}\n{rest}"
+    return text

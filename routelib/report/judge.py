@@ -23,6 +23,7 @@ import hashlib
 import json
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -35,6 +36,7 @@ from routelib.cache.locks import folder_lock
 from routelib.errors import RoutelibError
 from routelib.models.backend import GenRequest
 from routelib.uq import metrics, statcache
+from routelib.uq.statcache import RunOptions
 
 JUDGE_VERSION = 1
 JUDGE_MAX_NEW_TOKENS = 8
@@ -110,33 +112,65 @@ def _judge_model_id(judge: str, backend) -> str:
     return models.model_id(judge)
 
 
-def judge_dataset(slm: str, dataset: str, judge: str, backend=None,
-                  limit: int | None = config.JUDGE_LIMIT, split: str = "eval",
-                  chunk_size: int = 16, cached_only: bool = False,
-                  source: str = "local", progress: bool = True,
-                  slm_backend=None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class JudgeRun(RunOptions):
+    """:class:`routelib.uq.statcache.RunOptions` for the judge: ``backend`` is the judge's
+    backend or a zero-argument factory (default: the registered model named ``judge``, loaded
+    only if a verdict is missing); ``slm_backend`` the SLM's, for an SLM that is not registered
+    (its answers are read from the cache, computed only if missing); ``split`` the split
+    judged."""
+    slm_backend: object = None
+    split: str = "eval"
+
+
+def judge_dataset(slm: str, dataset: str, judge: str, limit: int | None = config.JUDGE_LIMIT,
+                  cached_only: bool = False, options: JudgeRun | None = None,
+                  **overrides) -> pd.DataFrame:
     """Rows (:data:`COLUMNS`) of ``judge``'s verdicts on ``slm``'s answers to ``limit`` items of
-    ``dataset``. ``backend``: the judge's backend or a zero-argument factory (default: the
-    registered model ``judge``, loaded only if a verdict is missing). ``slm_backend``: the SLM's
-    backend, for an SLM that is not registered (its answers are read from the cache, computed
-    only if missing). With ``cached_only`` a missing answer or verdict raises
+    ``dataset``. ``options`` (:class:`JudgeRun`), or its fields as keywords (``backend=``,
+    ``slm_backend=``, ``split=``, ``source=``, ``progress=``, ``chunk_size=``). With
+    ``cached_only`` a missing answer or verdict raises
     :class:`routelib.uq.confidence.NotCached`."""
     from routelib.uq.confidence import NotCached, _refuse
+    o = JudgeRun.merge(options, overrides)
+    _check_free_form(dataset)
+    records = data.load(dataset, o.split, limit=limit, source=o.source)
+    rows_df = runs.generate(slm, dataset, o.split, limit=limit, progress=False, source=o.source,
+                            backend=o.slm_backend or (_refuse if cached_only else None))
+    spec = statcache._answer_spec(slm, dataset, o.split, rows_df)  # the run the answers came from
+    ready = o.backend if hasattr(o.backend, "generate") else None
+    model_id = _judge_model_id(judge, ready)
+    path = judge_dir(spec, judge, model_id)
+    if cached_only and not path.is_dir():
+        raise NotCached(f"no judge verdicts of {judge} on {slm} {dataset} are cached")
+    _write_meta(path, spec, judge, model_id)
+    with folder_lock(path):
+        have = runs.read_parts(path)
+        done = set(have["item_id"]) if len(have) else set()
+        todo = [i for i, r in enumerate(records) if r.id not in done]
+        if todo:
+            if cached_only:
+                raise NotCached(f"{len(todo)} judge verdict(s) of {judge} on {slm} {dataset} "
+                                "are not cached")
+            b = ready or _load_judge(judge, o.backend)
+            if b.model_id != model_id:
+                raise JudgeError(f"judge backend has model_id {b.model_id!r}, expected "
+                                 f"{model_id!r}")
+            _judge_missing(path, b, records, rows_df.to_dict("records"), todo, o,
+                           f"judge {judge} on {slm} {dataset}")
+            have = runs.read_parts(path)
+    return _verdicts(slm, judge, dataset, records, rows_df, have)
+
+
+def _check_free_form(dataset: str) -> None:
     if dataset not in data.DATASETS:
         raise JudgeError(f"unknown dataset {dataset!r}; free-form datasets: {', '.join(FREE_FORM)}")
     if data.DATASETS[dataset].type != "free_form":
         raise JudgeError(f"{dataset} is not free-form (the judge grades free-form answers; "
                          f"free-form datasets: {', '.join(FREE_FORM)})")
-    records = data.load(dataset, split, limit=limit, source=source)
-    rows_df = runs.generate(slm, dataset, split, limit=limit, progress=False, source=source,
-                            backend=slm_backend or (_refuse if cached_only else None))
-    rows = rows_df.to_dict("records")
-    spec = statcache._answer_spec(slm, dataset, split, rows_df)  # the run the answers came from
-    holder = {"b": backend if hasattr(backend, "generate") else None}
-    model_id = _judge_model_id(judge, holder["b"])
-    path = judge_dir(spec, judge, model_id)
-    if cached_only and not path.is_dir():
-        raise NotCached(f"no judge verdicts of {judge} on {slm} {dataset} are cached")
+
+
+def _write_meta(path: Path, spec: dict, judge: str, model_id: str) -> None:
     path.mkdir(parents=True, exist_ok=True)
     meta = path / "judge.json"
     if not meta.exists():
@@ -144,43 +178,40 @@ def judge_dataset(slm: str, dataset: str, judge: str, backend=None,
                                     "template": JUDGE_TEMPLATE, "version": JUDGE_VERSION,
                                     "max_new_tokens": JUDGE_MAX_NEW_TOKENS}, indent=1,
                                    sort_keys=True))
-    with folder_lock(path):
-        have = runs.read_parts(path)
-        done = set(have["item_id"]) if len(have) else set()
-        todo = [i for i, r in enumerate(records) if r.id not in done]
-        if todo:
-            if cached_only:
-                raise NotCached(f"{len(todo)} judge verdict(s) of {judge} on {slm} {dataset} are not "
-                                "cached")
-            if holder["b"] is None:
-                if callable(backend):
-                    holder["b"] = backend()
-                else:
-                    from routelib.models.backend import TransformersBackend
-                    holder["b"] = TransformersBackend.from_registry(judge)
-            b = holder["b"]
-            if b.model_id != model_id:
-                raise JudgeError(f"judge backend has model_id {b.model_id!r}, expected {model_id!r}")
-            bar = None
-            if progress:
-                from tqdm.auto import tqdm
-                bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
-                           desc=f"judge {judge} on {slm} {dataset}")
-            todo.sort(key=lambda i: runs._length_key(records[i]))
-            for start in range(0, len(todo), chunk_size):
-                idx = todo[start:start + chunk_size]
-                t0 = time.perf_counter()
-                gens = b.generate(_requests(b, [records[i] for i in idx], [rows[i] for i in idx]))
-                statcache._write_part(path, [{"item_id": records[i].id, "judge_text": g[0].text}
-                                        for i, g in zip(idx, gens)])
-                with open(path / "timings.jsonl", "a") as fh:
-                    fh.write(json.dumps({"items": len(idx),
-                                         "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
-                if bar is not None:
-                    bar.update(len(idx))
-            if bar is not None:
-                bar.close()
-            have = runs.read_parts(path)
+
+
+def _load_judge(judge: str, backend):
+    """The judge's backend from a factory, else the registered model ``judge``."""
+    if callable(backend):
+        return backend()
+    from routelib.models.backend import TransformersBackend
+    return TransformersBackend.from_registry(judge)
+
+
+def _judge_missing(path: Path, b, records, rows, todo: list, o: JudgeRun, desc: str) -> None:
+    """Ask the judge about the ``todo`` items (longest first), one stored part per chunk."""
+    bar = None
+    if o.progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item", desc=desc)
+    todo = sorted(todo, key=lambda i: runs._length_key(records[i]))
+    for start in range(0, len(todo), o.chunk_size):
+        idx = todo[start:start + o.chunk_size]
+        t0 = time.perf_counter()
+        gens = b.generate(_requests(b, [records[i] for i in idx], [rows[i] for i in idx]))
+        statcache._write_part(path, [{"item_id": records[i].id, "judge_text": g[0].text}
+                                     for i, g in zip(idx, gens)])
+        with open(path / "timings.jsonl", "a") as fh:
+            fh.write(json.dumps({"items": len(idx),
+                                 "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+        if bar is not None:
+            bar.update(len(idx))
+    if bar is not None:
+        bar.close()
+
+
+def _verdicts(slm: str, judge: str, dataset: str, records, rows_df: pd.DataFrame,
+              have: pd.DataFrame) -> pd.DataFrame:
     text = dict(zip(have["item_id"], have["judge_text"]))
     verdicts = [parse_verdict(text[r.id]) for r in records]
     return pd.DataFrame({

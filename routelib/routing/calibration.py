@@ -40,12 +40,14 @@ dataset; :data:`STRATEGIES`:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from routelib import config
+from routelib.routing.calibration_readme import readme_text
 from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, DATASET,
                                          DEFAULT_RATIOS, ITEM_ID, LLM, LLM_COLUMNS, METHOD, RATIO,
                                          SLM, RoutingError, accuracy_curve, apply_threshold,
@@ -190,48 +192,92 @@ def _llm_rows(llm_table: pd.DataFrame, llm: str | None) -> tuple[str, pd.DataFra
     return llm, llm_table[llm_table[LLM] == llm]
 
 
-def _threshold_sets(others: pd.DataFrame, strategy: str, ratios: np.ndarray, runs: int,
-                    seed: int, source: str | None, n_bins: int,
-                    fraction: float) -> tuple[list[np.ndarray], str]:
-    """The thresholds of each repetition of ``strategy``, and the datasets they came from."""
+def _threshold_sets(others: pd.DataFrame, ratios: np.ndarray,
+                    st: "TransferSettings") -> tuple[list[np.ndarray], str]:
+    """The thresholds of each repetition of ``st.strategy``, and the datasets they came from."""
     names = list(dict.fromkeys(others[DATASET]))
-    if strategy == "calibration":
+    if st.strategy == "calibration":
         sets = [thresholds_from_calibration(
-            build_calibration_set(others, n_bins, fraction, seed + i), ratios) for i in range(runs)]
+            build_calibration_set(others, st.n_bins, st.fraction, st.seed + i), ratios)
+            for i in range(st.runs)]
         return sets, ",".join(names)
-    if strategy == "pooled":
+    if st.strategy == "pooled":
         return [thresholds_from_calibration(others[CONFIDENCE], ratios)], ",".join(names)
-    sources = names if source is None else [source]
-    if source is not None and source not in names:
-        raise CalibrationError(f"source dataset {source!r} is not among the other datasets "
+    sources = names if st.source is None else [st.source]
+    if st.source is not None and st.source not in names:
+        raise CalibrationError(f"source dataset {st.source!r} is not among the other datasets "
                                f"{names} (it must differ from the target)")
     sets = [thresholds_from_calibration(others.loc[others[DATASET] == s, CONFIDENCE], ratios)
             for s in sources]
     return sets, ",".join(sources)
 
 
+@dataclass(frozen=True)
+class TransferSettings:
+    """How :func:`transfer` chooses thresholds: the requested ``ratios``, the ``strategy``
+    (:data:`STRATEGIES`), its ``runs`` (calibration draws, seeds ``seed, seed + 1, ...``), the
+    ``source`` dataset of ``"single"`` (None: each other dataset in turn) and Algorithm 1's
+    ``n_bins`` and ``fraction``."""
+    ratios: tuple = tuple(DEFAULT_RATIOS)
+    runs: int = 3
+    seed: int = config.SEED
+    strategy: str = "calibration"
+    source: str | None = None
+    n_bins: int = N_BINS
+    fraction: float = FRACTION
+
+    def check(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise CalibrationError(f"strategy {self.strategy!r} is not known; known: "
+                                   f"{STRATEGIES}")
+        if self.runs < 1:
+            raise CalibrationError(f"runs must be >= 1, got {self.runs}")
+
+
 def transfer(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method: str,
-             target: str, ratios=DEFAULT_RATIOS, runs: int = 3, seed: int = config.SEED,
-             strategy: str = "calibration", llm: str | None = None, source: str | None = None,
-             n_bins: int = N_BINS, fraction: float = FRACTION) -> pd.DataFrame:
+             target: str, *, settings: TransferSettings | None = None, llm: str | None = None,
+             **overrides) -> pd.DataFrame:
     """Leave-one-dataset-out transfer of thresholds to ``target`` (:data:`TRANSFER_COLUMNS`).
 
-    Thresholds come from the datasets other than ``target`` by ``strategy`` (module docstring)
-    and are applied to the target's confidences with
-    :func:`routelib.routing.simulation.apply_threshold`. Per requested ``ratio``, averaged over the
-    repetitions (``n_repeats``): ``realized_ratio`` (the share of target items routed),
-    ``ratio_error`` (mean of ``|realized - requested|``, so errors of opposite sign do not
-    cancel), ``accuracy`` reached on the target (LLM answers on routed items, SLM answers on the
-    rest) and ``ground_truth_accuracy``, the target's own curve at the requested ratio
-    (:func:`routelib.routing.simulation.accuracy_curve`, ties by item id). ``llm`` may be omitted when the
-    LLM table holds one LLM.
+    Thresholds come from the datasets other than ``target`` by the strategy of ``settings``
+    (:class:`TransferSettings`, or its fields as keywords: ``ratios=``, ``runs=``, ``seed=``,
+    ``strategy=``, ``source=``, ``n_bins=``, ``fraction=``; module docstring) and are applied to
+    the target's confidences with :func:`routelib.routing.simulation.apply_threshold`. Per
+    requested ``ratio``, averaged over the repetitions (``n_repeats``): ``realized_ratio`` (the
+    share of target items routed), ``ratio_error`` (mean of ``|realized - requested|``, so errors
+    of opposite sign do not cancel), ``accuracy`` reached on the target (LLM answers on routed
+    items, SLM answers on the rest) and ``ground_truth_accuracy``, the target's own curve at the
+    requested ratio (:func:`routelib.routing.simulation.accuracy_curve`, ties by item id). ``llm``
+    may be omitted when the LLM table holds one LLM.
     """
+    st = replace(settings or TransferSettings(), **overrides)
     check_columns(conf_table, CONF_COLUMNS, "confidence table")
     check_columns(llm_table, LLM_COLUMNS, "LLM table")
-    if strategy not in STRATEGIES:
-        raise CalibrationError(f"strategy {strategy!r} is not known; known: {STRATEGIES}")
-    if runs < 1:
-        raise CalibrationError(f"runs must be >= 1, got {runs}")
+    st.check()
+    others, p, llm = _target_items(conf_table, llm_table, slm, method, target, llm)
+    conf = p[CONFIDENCE].to_numpy(float)
+    slm_ok, llm_ok = p["slm_correct"].to_numpy(bool), p["llm_correct"].to_numpy(bool)
+    r = np.atleast_1d(np.asarray(st.ratios, dtype=float))
+    truth = accuracy_curve(slm_ok, llm_ok, conf, r)[ACCURACY].to_numpy()
+    sets, used = _threshold_sets(others, r, st)
+    realized = np.empty((len(sets), len(r)))
+    accuracy = np.empty((len(sets), len(r)))
+    for i, thresholds in enumerate(sets):
+        for j, t in enumerate(thresholds):
+            mask = apply_threshold(conf, t)
+            realized[i, j] = mask.mean()
+            accuracy[i, j] = np.where(mask, llm_ok, slm_ok).mean()
+    return pd.DataFrame({
+        SLM: slm, LLM: llm, METHOD: method, TARGET: target, STRATEGY: st.strategy, SOURCE: used,
+        RATIO: r, REALIZED_RATIO: realized.mean(axis=0),
+        RATIO_ERROR: np.abs(realized - r).mean(axis=0), ACCURACY: accuracy.mean(axis=0),
+        GROUND_TRUTH: truth, N_REPEATS: len(sets),
+    })[list(TRANSFER_COLUMNS)]
+
+
+def _target_items(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method: str,
+                  target: str, llm: str | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+    """(rows of the other datasets, the target's items paired with the LLM's, the LLM)."""
     rows = _select(conf_table, slm, method)
     check_unique(rows, [DATASET, ITEM_ID], f"confidence table (slm {slm!r}, method {method!r})")
     datasets = list(dict.fromkeys(rows[DATASET]))
@@ -245,24 +291,7 @@ def transfer(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method
     check_unique(llm_rows, [DATASET, ITEM_ID], f"LLM table (llm {llm!r})")
     p = pair_items(rows[rows[DATASET] == target], llm_rows[llm_rows[DATASET] == target],
                    where=f" (slm {slm!r}, method {method!r})")
-    conf = p[CONFIDENCE].to_numpy(float)
-    slm_ok, llm_ok = p["slm_correct"].to_numpy(bool), p["llm_correct"].to_numpy(bool)
-    r = np.atleast_1d(np.asarray(ratios, dtype=float))
-    truth = accuracy_curve(slm_ok, llm_ok, conf, r)[ACCURACY].to_numpy()
-    sets, used = _threshold_sets(others, strategy, r, runs, seed, source, n_bins, fraction)
-    realized = np.empty((len(sets), len(r)))
-    accuracy = np.empty((len(sets), len(r)))
-    for i, thresholds in enumerate(sets):
-        for j, t in enumerate(thresholds):
-            mask = apply_threshold(conf, t)
-            realized[i, j] = mask.mean()
-            accuracy[i, j] = np.where(mask, llm_ok, slm_ok).mean()
-    return pd.DataFrame({
-        SLM: slm, LLM: llm, METHOD: method, TARGET: target, STRATEGY: strategy, SOURCE: used,
-        RATIO: r, REALIZED_RATIO: realized.mean(axis=0),
-        RATIO_ERROR: np.abs(realized - r).mean(axis=0), ACCURACY: accuracy.mean(axis=0),
-        GROUND_TRUTH: truth, N_REPEATS: len(sets),
-    })[list(TRANSFER_COLUMNS)]
+    return others, p, llm
 
 
 def transfer_table(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method: str,
@@ -301,53 +330,6 @@ def transfer_errors(result: pd.DataFrame, include_endpoints: bool = False) -> pd
 CSV_NAME, README_NAME = "calibration_set.csv", "README.md"
 
 
-def _readme(cal: pd.DataFrame, meta: dict) -> str:
-    def one(column):
-        return ", ".join(map(str, dict.fromkeys(cal[column]))) if column in cal else "(not given)"
-    lines = [
-        "# Routing calibration set",
-        "",
-        "A hold-out set of SLM confidences for choosing routing thresholds on unseen data",
-        "(Chuang et al. 2025, arXiv 2502.04428, Algorithm 1), written by",
-        "`routelib.routing.calibration.export_calibration_set`.",
-        "",
-        f"- SLM: {one(SLM)}",
-        f"- UQ method: {one(METHOD)} (confidence: higher = more confident)",
-        f"- items: {len(cal)}",
-    ]
-    if meta:
-        lines += [
-            f"- pooled from {meta['n_pooled']} items of: " + ", ".join(
-                f"{d} ({n})" for d, n in meta["datasets"].items()),
-            f"- bins: {meta['n_bins']} equal-width bins over [{meta['low']:.6g}, "
-            f"{meta['high']:.6g}] of the pooled confidence",
-            f"- sampling: round-half-up({meta['fraction']:g} x bin size) items per bin, at "
-            f"least {meta['min_per_bin']} from a non-empty bin, without replacement, "
-            f"numpy default_rng(seed={meta['seed']}); rows sorted by (dataset, item_id) first",
-            f"- non-empty bins that contributed no item: {meta['empty_sampled_bins']}",
-            f"- items per bin (pooled): {meta['bin_counts']}",
-            f"- items per bin (sampled): {meta['sampled_counts']}",
-        ]
-    else:
-        lines.append("- build parameters: not recorded (the frame lost its attrs)")
-    lines += [
-        "",
-        "## Columns",
-        "",
-        "`slm`, `method` (when known), `dataset`, `item_id`: which answer the confidence is of;",
-        "`confidence`: the SLM's confidence; `bin`: its bin (0-based).",
-        "",
-        "## Use",
-        "",
-        "The threshold for routing ratio r is the midpoint between the k-th and (k+1)-th",
-        "smallest confidence, k = round-half-up(r x n) (-inf at r = 0, +inf at r = 1); an item",
-        "goes to the LLM when its confidence is strictly below it",
-        "(`routelib.routing.calibration.thresholds_from_calibration`).",
-        "",
-    ]
-    return "\n".join(lines)
-
-
 def export_calibration_set(cal: pd.DataFrame, path) -> Path:
     """Write ``cal`` to the directory ``path`` as ``calibration_set.csv`` plus a ``README.md``.
 
@@ -364,7 +346,7 @@ def export_calibration_set(cal: pd.DataFrame, path) -> Path:
     columns = [c for c in EXPORT_COLUMNS if c in cal.columns]
     csv = out / CSV_NAME
     cal[columns].to_csv(csv, index=False)
-    (out / README_NAME).write_text(_readme(cal, cal.attrs.get("calibration", {})),
+    (out / README_NAME).write_text(readme_text(cal, cal.attrs.get("calibration", {})),
                                    encoding="utf-8")
     return csv
 

@@ -22,6 +22,12 @@ from routelib.routing import calibration as cal, distributions as D, simulation 
 from routelib.uq.confidence import _refuse
 
 SHARE = 0.95  # "reach 95% of the LLM's accuracy"
+_RATIO_COLUMNS = ("uq", "oracle", "random")
+SUMMARY_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD, R.N, "slm_accuracy", "llm_accuracy") + \
+    tuple(f"{k}_{r}" for r in _RATIO_COLUMNS for k in ("auc", f"ratio_{int(SHARE * 100)}"))
+MEANS_COLUMNS = (R.SLM, R.LLM, R.METHOD, "slm_accuracy", "llm_accuracy") + SUMMARY_COLUMNS[7:] \
+    + ("datasets", "beats_random")
+TOP_K_TABLE_COLUMNS = (R.SLM, R.LLM, R.DATASET, R.METHOD) + R.TOP_K_COLUMNS
 SHIFT_SUMMARY_COLUMNS = (R.SLM, R.METHOD, "datasets", "ks_mean", "ks_max", "w_rank_mean",
                          "w_rank_max")
 
@@ -111,9 +117,11 @@ def method_means(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
-                   runs_: int = 3, ratios=R.DEFAULT_RATIOS) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Leave-one-dataset-out transfer for every (slm, method) and target, all strategies;
-    returns (transfer table, :func:`routelib.routing.calibration.transfer_errors` table)."""
+                   runs_: int = 3, ratios=R.DEFAULT_RATIOS,
+                   seed: int = config.SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leave-one-dataset-out transfer for every (slm, method) and target, all strategies
+    (calibration draws with seeds ``seed, seed + 1, ...``); returns (transfer table,
+    :func:`routelib.routing.calibration.transfer_errors` table)."""
     frames = []
     for slm in slms:
         for m in methods:
@@ -121,7 +129,7 @@ def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, meth
             if rows[R.DATASET].nunique() < 2:
                 continue
             frames.append(cal.transfer_table(rows, matched_llm(rows, llm_table), slm, m,
-                                             ratios=ratios, runs=runs_))
+                                             ratios=ratios, runs=runs_, seed=seed))
     if not frames:
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
     table = pd.concat(frames, ignore_index=True)

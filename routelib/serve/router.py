@@ -17,13 +17,14 @@ SLM's answer, with ``tier="slm-fallback"`` and the error in ``error``: a query i
 """
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
-from routelib.answers.answer import SELECTED, AnswerConfig, answer_records
+from routelib.answers.answer import AnswerConfig, answer_records, chosen_configs
 from routelib.columns import CONFIDENCE
 from routelib.data.schema import Record
 from routelib.errors import RoutelibError
@@ -33,7 +34,7 @@ from routelib.uq import methods as uq, passes
 
 
 def _group(record: Record) -> str | None:
-    """The prompt-selection group of a query (``SELECTED`` keys), or None."""
+    """The prompt-selection group of a query (``ModelSpec.answer_styles`` groups), or None."""
     return "mcq" if record.type == "mcq" else "math" if record.domain == "math" else None
 
 
@@ -59,6 +60,7 @@ class RouteResult:
     latency_s: dict = field(default_factory=dict)
     cost: float = 0.0
     error: str | None = None
+    adaptive: dict | None = None  # with an adaptive threshold: n, DKW band, budget counts
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,21 +96,41 @@ def threshold_from_calibration(path, ratio: float) -> float:
     if not csv.exists():
         raise RouterError(f"no calibration set at {csv}; export one with `python -m routelib "
                           "routing --export DIR`")
-    conf = pd.read_csv(csv)[CONFIDENCE]
+    try:
+        table = pd.read_csv(csv)
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' parser and empty-file errors
+        raise RouterError(f"{csv}: not a readable CSV ({' '.join(str(exc).split())})") from None
+    if CONFIDENCE not in table.columns:
+        raise RouterError(f"{csv}: no {CONFIDENCE!r} column (it has {list(table.columns)}); "
+                          "export a calibration set with `python -m routelib routing --export "
+                          "DIR`")
+    conf = pd.to_numeric(table[CONFIDENCE], errors="coerce")
+    bad = list(table.index[conf.isna() & table[CONFIDENCE].notna()][:3] + 2)
+    if bad:
+        raise RouterError(f"{csv}: {CONFIDENCE!r} is not a number on line(s) "
+                          f"{', '.join(map(str, bad))}")
+    if not conf.notna().any():
+        raise RouterError(f"{csv}: the {CONFIDENCE!r} column holds no number")
     return float(thresholds_from_calibration(conf, [ratio])[0])
 
 
 class Router:
     def __init__(self, slm, method: str = "perplexity", threshold: float = 0.5, llm=None,
-                 probe=None, cost: CostModel = CostModel(), slm_config: dict | None = None):
+                 probe=None, cost: CostModel = CostModel(), slm_config: dict | None = None,
+                 decide=None):
+        """``decide``: optional ``conf -> (escalate, threshold, details)`` replacing the fixed
+        threshold (e.g. :func:`adaptive_decider`)."""
         if method not in uq.METHODS:
             raise RouterError(f"UQ method {method!r} is not known; known: {', '.join(uq.METHODS)}")
         if method in uq.PROBE_METHODS and probe is None:
             raise RouterError(f"method {method!r} needs a fitted probe (probe=MLPProbe.load(...))")
+        if math.isnan(float(threshold)):
+            raise RouterError("the threshold is NaN: no confidence would ever reach it")
         self.slm, self.llm, self.method, self.threshold = slm, llm, method, float(threshold)
         self.uq = uq.make(method, probe=probe) if method in uq.PROBE_METHODS else uq.make(method)
         self.cost = cost
-        self.slm_config = slm_config or SELECTED.get(getattr(slm, "name", ""), {})
+        self.slm_config = slm_config or chosen_configs(slm)
+        self.decide = decide
 
     def _slm_cfg(self, record: Record) -> AnswerConfig:
         group = _group(record)
@@ -121,10 +143,11 @@ class Router:
 
     def _llm_cfg(self, record: Record) -> AnswerConfig:
         """The LLM generates; in the chat format its prompt selection chose for the query's
-        group (``SELECTED``), else in its chat format where it has one (a plain prompt made the
-        instruct stand-in repeat its answer on one line up to the token limit)."""
+        group (:func:`~routelib.answers.answer.chosen_configs`), else in its chat format where
+        it has one (a plain prompt made the instruct stand-in repeat its answer on one line up
+        to the token limit)."""
         group = _group(record)
-        chosen = SELECTED.get(getattr(self.llm, "name", ""), {}).get(group) if group else None
+        chosen = chosen_configs(self.llm).get(group) if group else None
         has_chat = self.llm.render_chat("x") is not None
         return AnswerConfig("generate", has_chat and (chosen.chat if chosen is not None else True))
 
@@ -140,9 +163,13 @@ class Router:
                           self.threshold, self.method, row["response"],
                           latency_s={"slm": round(t_slm, 3)}, cost=self.cost.slm_cost_per_call)
         # a discarded confidence (NaN, e.g. no number in a verbalized answer) escalates
-        if not conf >= self.threshold:
+        escalate = not conf >= self.threshold
+        if self.decide is not None:
+            escalate, res.threshold, res.adaptive = self.decide(conf)
+        if escalate:
             if self.llm is None:
                 res.tier, res.error = "slm-fallback", "no LLM configured"
+                res.latency_s["total"] = round(time.perf_counter() - t0, 3)
                 return res
             t1 = time.perf_counter()
             try:
@@ -159,3 +186,21 @@ class Router:
             res.latency_s["llm"] = round(time.perf_counter() - t1, 3)
         res.latency_s["total"] = round(time.perf_counter() - t0, 3)
         return res
+
+
+def adaptive_decider(state_file, ratio: float, start: float | None = None,
+                     budget: float | None = None, **config):
+    """A ``decide`` for :class:`Router`: the threshold follows the confidences of the queries
+    seen so far (their empirical ``ratio``-quantile, :mod:`routelib.routing.adaptive`), kept in
+    ``state_file`` (locked, atomic: concurrent routers and a router killed mid-write lose no
+    query); ``budget`` caps the share of LLM calls so far. ``config``: the fields of
+    :class:`~routelib.routing.adaptive.AdaptiveConfig` (window, randomize_ties, delta, ...)."""
+    from routelib.routing import adaptive as A
+    store, cfg = A.StateFile(state_file), A.AdaptiveConfig(ratio, **config)
+
+    def decide(conf: float):
+        d = A.adaptive_step(store, conf, cfg, start=start, budget=budget)
+        return d.route, d.threshold, {"n": d.n, "band": d.band, "tie_fraction": d.tie_fraction,
+                                      "wanted_llm": d.wanted, "routed": d.routed,
+                                      "total": d.total, "state_file": str(state_file)}
+    return decide

@@ -24,6 +24,7 @@ Probes. Both read the hidden state after layer -8 at the last token of prompt + 
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -34,8 +35,8 @@ from routelib import config, data
 from routelib.columns import CONFIDENCE_COLUMNS
 from routelib.errors import RoutelibError
 from routelib.uq import methods as uq, probe as P, stats as S
-from routelib.uq.probe_store import StoredProbe
-from routelib.uq.statcache import item_stats
+from routelib.uq.probe_store import ProbeSpec, StoredProbe
+from routelib.uq.statcache import RunOptions, item_stats
 
 PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
 NO_NUMBER = "no confidence in output"
@@ -52,12 +53,14 @@ ONE_CLASS = "probe train split has one class"
 
 
 def train_features(model: str, datasets: Sequence[str], train_limit: int = PROBE_TRAIN_LIMIT,
-                   backend=None, source: str = "local", progress: bool = True) -> dict:
-    """dataset -> ``(X, y)``: hidden states and correctness of its train-split items."""
+                   options: RunOptions | None = None, **overrides) -> dict:
+    """dataset -> ``(X, y)``: hidden states and correctness of its train-split items
+    (``options``/``overrides``: :class:`routelib.uq.statcache.RunOptions`)."""
+    o = RunOptions.merge(options, overrides)
     out = {}
     for ds in datasets:
         _, rows, st = item_stats(model, ds, ["trained_probe"], split="train", limit=train_limit,
-                                 backend=backend, source=source, progress=progress)
+                                 options=o)
         X = np.stack([d[S.HIDDEN_STATE] for d in st]) if st else np.zeros((0, 0), np.float32)
         out[ds] = (X, rows["correct"].astype(int).to_numpy())
     return out
@@ -65,76 +68,93 @@ def train_features(model: str, datasets: Sequence[str], train_limit: int = PROBE
 
 def confidence_table(model: str, datasets: Sequence[str] | None = None,
                      methods: Sequence[str] | None = None, limit: int | None = config.LIMIT,
-                     train_limit: int = PROBE_TRAIN_LIMIT, backend=None, source: str = "local",
-                     progress: bool = True, cached_only: bool = False) -> pd.DataFrame:
+                     train_limit: int = PROBE_TRAIN_LIMIT, cached_only: bool = False,
+                     options: RunOptions | None = None, **overrides) -> pd.DataFrame:
     """The tidy confidence table of ``model`` on ``datasets`` (default: all 14) for ``methods``
     (default: all 8), ``limit`` evaluation items per dataset. Model passes are cached.
+
+    ``options`` (:class:`routelib.uq.statcache.RunOptions`), or its fields as keywords
+    (``backend=``, ``source=``, ``progress=``): how what is missing gets computed; the default
+    backend loads the registered model on first need.
 
     ``cached_only``: load no model; a dataset whose answers or statistics are not all cached
     is left out (listed in ``table.attrs["missing"]``), and probes are fitted only on the
     train-split features that are cached (``attrs["probe_train_missing"]``)."""
     datasets = list(datasets or data.DATASETS)
     methods = list(methods or uq.METHODS)
+    _check(datasets, methods)
+    o = RunOptions.merge(options, overrides)
+    if cached_only:
+        o = replace(o, backend=_refuse)
+    elif o.backend is None:
+        from routelib.models.factory import lazy_backend
+        o = replace(o, backend=lazy_backend(model))
+    plain = [m for m in methods if m not in uq.PROBE_METHODS]
+    probes = [m for m in methods if m in uq.PROBE_METHODS]
+    evaluated, missing = {}, []
+    for ds in datasets:
+        try:
+            evaluated[ds] = item_stats(model, ds, plain + (["trained_probe"] if probes else []),
+                                       limit=limit, options=o)[1:]
+        except NotCached:
+            missing.append(ds)
+    feats, train_missing = _probe_features(model, datasets, probes, train_limit, o)
+    frames = [f for ds, (rows, st) in evaluated.items() if st
+              for f in _dataset_frames(model, ds, rows, st, methods, feats)]
+    out = (pd.concat(frames, ignore_index=True)[list(CONFIDENCE_COLUMNS)] if frames
+           else pd.DataFrame(columns=list(CONFIDENCE_COLUMNS)))
+    out.attrs.update(missing=missing, probe_train_missing=train_missing)
+    return out
+
+
+def _check(datasets: list, methods: list) -> None:
     for m in methods:
         if m not in uq.METHODS:
             raise KeyError(f"UQ method {m!r} is not known; known: {', '.join(uq.METHODS)}")
     for ds in datasets:
         data.spec(ds)
-    if backend is None:
-        from routelib.models.factory import lazy_backend
-        backend = lazy_backend(model)
-    plain = [m for m in methods if m not in uq.PROBE_METHODS]
-    probes = [m for m in methods if m in uq.PROBE_METHODS]
-    if cached_only:
-        backend = _refuse
-    evaluated, missing = {}, []
-    for ds in datasets:
-        try:
-            evaluated[ds] = item_stats(model, ds, plain + (["trained_probe"] if probes else []),
-                                       limit=limit, backend=backend, source=source,
-                                       progress=progress)[1:]
-        except NotCached:
-            missing.append(ds)
+
+
+def _probe_features(model: str, datasets: list, probes: list, train_limit: int,
+                    o: RunOptions) -> tuple[dict, list]:
+    """(train features per dataset the probes learn from, datasets whose are not cached)."""
     feats, train_missing = {}, []
     if probes:
         need = list(data.DATASETS) if "ood_probe" in probes else datasets
         for ds in need:
             try:
-                feats.update(train_features(model, [ds], train_limit, backend, source, progress))
+                feats.update(train_features(model, [ds], train_limit, options=o))
             except NotCached:
                 train_missing.append(ds)
+    return feats, train_missing
+
+
+def _dataset_frames(model: str, ds: str, rows: pd.DataFrame, st: list, methods: list,
+                    feats: dict) -> list[pd.DataFrame]:
+    """The confidence rows of one dataset, one frame per method that can score it."""
+    base = pd.DataFrame({"slm": model, "model_id": rows["model_id"].to_numpy(),
+                         "dataset": ds, "item_id": rows["item_id"].to_numpy(),
+                         "correct": rows["correct"].astype(bool).to_numpy()})
     frames = []
-    for ds in datasets:
-        if ds not in evaluated:
-            continue
-        rows, st = evaluated[ds]
-        if not st:
-            continue
-        base = pd.DataFrame({"slm": model, "model_id": rows["model_id"].to_numpy(),
-                             "dataset": ds, "item_id": rows["item_id"].to_numpy(),
-                             "correct": rows["correct"].astype(bool).to_numpy()})
-        for m in methods:
-            reason = getattr(uq.METHODS[m], "discards", None) or NO_NUMBER
-            if m in plain:
-                conf = uq.make(m).compute(st)
+    for m in methods:
+        reason = getattr(uq.METHODS[m], "discards", None) or NO_NUMBER
+        if m not in uq.PROBE_METHODS:
+            conf = uq.make(m).compute(st)
+        else:
+            if m == "trained_probe" and ds not in feats:
+                continue  # cached_only and its train features are not cached
+            if m == "ood_probe" and not any(k != ds for k in feats):
+                continue
+            fitted = stored_probe(model, str(rows["model_id"].iloc[0]), m, ds, feats)
+            if fitted is None:
+                conf, reason = np.full(len(st), np.nan), ONE_CLASS
             else:
-                if m == "trained_probe" and ds not in feats:
-                    continue  # cached_only and its train features are not cached
-                if m == "ood_probe" and not any(k != ds for k in feats):
-                    continue
-                fitted = stored_probe(model, str(rows["model_id"].iloc[0]), m, ds, feats)
-                if fitted is None:
-                    conf, reason = np.full(len(st), np.nan), ONE_CLASS
-                else:
-                    conf = uq.make(m, probe=fitted).compute(st)
-            conf = np.asarray(conf, dtype=float)
-            frame = base.assign(method=m, confidence=conf, discarded=np.isnan(conf))
-            frame["discard_reason"] = np.where(frame["discarded"], reason, "")
-            frames.append(frame)
-    out = (pd.concat(frames, ignore_index=True)[list(CONFIDENCE_COLUMNS)] if frames
-           else pd.DataFrame(columns=list(CONFIDENCE_COLUMNS)))
-    out.attrs.update(missing=missing, probe_train_missing=train_missing)
-    return out
+                conf = uq.make(m, probe=fitted).compute(st)
+        conf = np.asarray(conf, dtype=float)
+        frame = base.assign(method=m, confidence=conf, discarded=np.isnan(conf))
+        frame["discard_reason"] = np.where(frame["discarded"], reason, "")
+        frames.append(frame)
+    return frames
 
 
 def stored_probe(model: str, model_id: str, kind: str, dataset: str,
@@ -147,8 +167,8 @@ def stored_probe(model: str, model_id: str, kind: str, dataset: str,
         if len(np.unique(y)) < 2:
             return None
         params = P.MLPProbe().get_params()
-        return StoredProbe(model, model_id, kind, dataset, X, y,
-                           lambda: P.MLPProbe(**params).fit(X, y), params)
+        return StoredProbe(model, ProbeSpec(model_id, kind, dataset, X, y, params),
+                           lambda: P.MLPProbe(**params).fit(X, y))
     train = [k for k, v in feats.items() if k != dataset and len(v[1])]
     if not train:
         return None
@@ -157,8 +177,8 @@ def stored_probe(model: str, model_id: str, kind: str, dataset: str,
         return None
     X = np.concatenate([feats[k][0] for k in train])
     params = P.MLPProbe(lr=P.OOD_LR).get_params()
-    return StoredProbe(model, model_id, kind, dataset, X, y, lambda: _fit_ood(feats, dataset),
-                       params, trained_on=train)
+    spec = ProbeSpec(model_id, kind, dataset, X, y, params, tuple(train))
+    return StoredProbe(model, spec, lambda: _fit_ood(feats, dataset))
 
 
 def _fit_ood(feats: dict, held_out: str):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -77,16 +78,35 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
         np.save(f, array)
 
 
+@dataclass(frozen=True)
+class ProbeSpec:
+    """What determines a probe (the fields of its key, :func:`probe_key`): the SLM's model id,
+    the kind, the dataset it scores, its training features ``X`` and labels ``y``, the
+    hyperparameters and, for an OOD probe, the datasets it was trained on."""
+    model_id: str
+    kind: str
+    dataset: str
+    X: object
+    y: object
+    params: dict
+    trained_on: tuple = ()
+
+    def key(self) -> tuple[str, dict]:
+        return probe_key(self.model_id, self.kind, self.dataset, self.X, self.y, self.params,
+                         self.trained_on)
+
+
 class StoredProbe:
     """A probe behind the store: ``predict_proba`` reads stored predictions, and loads or fits
     the probe (``fit()`` returns a fitted :class:`MLPProbe`) only for features it has not scored.
 
-    ``fits`` counts the fits this object made (0 when everything was read)."""
+    ``model``: the SLM's name (the store's folder); ``spec``: what the probe is
+    (:class:`ProbeSpec`). ``fits`` counts the fits this object made (0 when everything was
+    read)."""
 
-    def __init__(self, model: str, model_id: str, kind: str, dataset: str, X, y,
-                 fit: Callable[[], P.MLPProbe], params: dict, trained_on=()):
-        self.key, self.fields = probe_key(model_id, kind, dataset, X, y, params, trained_on)
-        self.dir = store_dir(model) / f"{kind}__{dataset}__{self.key[:16]}"
+    def __init__(self, model: str, spec: ProbeSpec, fit: Callable[[], P.MLPProbe]):
+        self.key, self.fields = spec.key()
+        self.dir = store_dir(model) / f"{spec.kind}__{spec.dataset}__{self.key[:16]}"
         self._fit = fit
         self._probe: P.MLPProbe | None = None
         self.fits = 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -98,16 +99,56 @@ def _write_part(path: Path, rows: list[dict]) -> None:
 
 
 # ---- the entry point ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunOptions:
+    """How :func:`item_stats` gets what is not cached. ``backend``: an instance or a
+    zero-argument factory, called only if something is missing (default: the registered model
+    ``model``, :class:`routelib.models.backend.TransformersBackend`); ``source``: where the
+    records are read (:func:`routelib.data.load`); ``progress``: tqdm bars; ``chunk_size``: items
+    per model call and per stored part."""
+    backend: object = None
+    source: str = "local"
+    progress: bool = True
+    chunk_size: int = 16
+
+    @classmethod
+    def merge(cls, options: "RunOptions | None", overrides: dict) -> "RunOptions":
+        """``options`` (default: the defaults) with the fields named in ``overrides`` replaced;
+        an unknown name raises ``TypeError``."""
+        return replace(options or cls(), **overrides)
+
+
 def item_stats(model: str, dataset: str, methods: Sequence, split: str = "eval",
-               limit: int | None = config.LIMIT, backend=None, chunk_size: int = 16,
-               source: str = "local", progress: bool = True):
+               limit: int | None = config.LIMIT, options: RunOptions | None = None, **overrides):
     """``(records, answer rows, statistics dicts)`` for ``limit`` items of ``dataset``: the
     greedy answers (:func:`routelib.cache.runs.generate`, cached) and every pass the ``methods`` need,
     each computed once per item and cached; only missing items are computed.
 
-    ``backend``: an instance or a zero-argument factory (called only if something is missing).
+    ``options`` (:class:`RunOptions`), or its fields as keywords (``backend=``, ``source=``,
+    ``progress=``, ``chunk_size=``): how missing items are computed.
     """
-    records = data.load(dataset, split, limit=limit, source=source)
+    o = RunOptions.merge(options, overrides)
+    records = data.load(dataset, split, limit=limit, source=o.source)
+    ready, get_backend = _backend_getter(model, o.backend)
+    rows_df = runs.generate(model, dataset, split, limit=limit, backend=ready or get_backend,
+                            source=o.source, progress=o.progress)
+    rows = rows_df.to_dict("records")
+    if not rows:
+        return records, rows_df, []
+    spec = _answer_spec(model, dataset, split, rows_df)
+    out = passes.greedy_pass(None, records, rows)
+    for name in passes.passes_for(methods):
+        if name == "greedy":
+            continue
+        have = _pass_items(spec, name, records, rows, get_backend, o)
+        for d, r in zip(out, records):
+            d.update(have[r.id])
+    return records, rows_df, out
+
+
+def _backend_getter(model: str, backend):
+    """(the backend if it is an instance, else None; a function returning it, made on first
+    call from the factory or the registered model)."""
     if isinstance(backend, type):
         raise TypeError("pass a backend instance or a zero-argument factory, not a class")
     holder = {"b": backend if hasattr(backend, "generate") else None}
@@ -121,53 +162,52 @@ def item_stats(model: str, dataset: str, methods: Sequence, split: str = "eval",
                 from routelib.models.backend import TransformersBackend
                 holder["b"] = TransformersBackend.from_registry(model)
         return holder["b"]
+    return holder["b"], get_backend
 
-    rows_df = runs.generate(model, dataset, split, limit=limit, backend=holder["b"] or get_backend,
-                            source=source, progress=progress)
-    rows = rows_df.to_dict("records")
-    if not rows:
-        return records, rows_df, []
-    spec = _answer_spec(model, dataset, split, rows_df)
-    out = passes.greedy_pass(None, records, rows)
-    for name in passes.passes_for(methods):
-        if name == "greedy":
-            continue
-        path = pass_dir(spec, name)
-        path.mkdir(parents=True, exist_ok=True)
-        meta = path / "pass.json"
-        if not meta.exists():
-            meta.write_text(json.dumps({"answer": spec, "pass": name,
-                                        "params": passes.PASS_PARAMS[name],
-                                        "version": passes.PASS_VERSION}, indent=1,
-                                       sort_keys=True, default=list))
-        with folder_lock(path):
-            have = read_pass(path)
-            todo = [i for i, r in enumerate(records) if r.id not in have]
-            todo.sort(key=lambda i: runs._length_key(records[i]))  # longest first, as runs does
-            if todo:
-                bar = None
-                if progress:
-                    from tqdm.auto import tqdm
-                    bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
-                               desc=f"{model} {dataset} {name}")
-                b = get_backend()
-                for start in range(0, len(todo), chunk_size):
-                    idx = todo[start:start + chunk_size]
-                    t0 = time.perf_counter()
-                    got = passes.PASSES[name](b, [records[i] for i in idx], [rows[i] for i in idx])
-                    _write_part(path, [_encode(records[i].id, d) for i, d in zip(idx, got)])
-                    with open(path / "timings.jsonl", "a") as fh:
-                        fh.write(json.dumps({"items": len(idx),
-                                             "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
-                    for i, d in zip(idx, got):
-                        have[records[i].id] = _decode(_encode(records[i].id, d))
-                    if bar is not None:
-                        bar.update(len(idx))
+
+def _pass_items(spec: dict, name: str, records, rows, get_backend, o: RunOptions) -> dict:
+    """item id -> statistics of pass ``name`` for ``records``: read from its folder, the
+    missing ones computed (longest first, as :mod:`routelib.cache.runs` does) and stored."""
+    path = pass_dir(spec, name)
+    path.mkdir(parents=True, exist_ok=True)
+    meta = path / "pass.json"
+    if not meta.exists():
+        meta.write_text(json.dumps({"answer": spec, "pass": name,
+                                    "params": passes.PASS_PARAMS[name],
+                                    "version": passes.PASS_VERSION}, indent=1,
+                                   sort_keys=True, default=list))
+    with folder_lock(path):
+        have = read_pass(path)
+        todo = [i for i, r in enumerate(records) if r.id not in have]
+        todo.sort(key=lambda i: runs._length_key(records[i]))
+        if todo:
+            bar = None
+            if o.progress:
+                from tqdm.auto import tqdm
+                bar = tqdm(total=len(records), initial=len(records) - len(todo), unit="item",
+                           desc=f"{spec['model']} {spec['dataset']} {name}")
+            b = get_backend()
+            for start in range(0, len(todo), o.chunk_size):
+                idx = todo[start:start + o.chunk_size]
+                have.update(_compute_chunk(path, name, b, [records[i] for i in idx],
+                                           [rows[i] for i in idx]))
                 if bar is not None:
-                    bar.close()
-        for d, r in zip(out, records):
-            d.update(have[r.id])
-    return records, rows_df, out
+                    bar.update(len(idx))
+            if bar is not None:
+                bar.close()
+    return have
+
+
+def _compute_chunk(path: Path, name: str, backend, records, rows) -> dict:
+    """Run pass ``name`` on one chunk, store it as a part (and its time), return what was
+    stored, decoded as a reader will see it."""
+    t0 = time.perf_counter()
+    got = passes.PASSES[name](backend, records, rows)
+    _write_part(path, [_encode(r.id, d) for r, d in zip(records, got)])
+    with open(path / "timings.jsonl", "a") as fh:
+        fh.write(json.dumps({"items": len(records),
+                             "seconds": round(time.perf_counter() - t0, 3)}) + "\n")
+    return {r.id: _decode(_encode(r.id, d)) for r, d in zip(records, got)}
 
 
 def _answer_spec(model: str, dataset: str, split: str, rows_df: pd.DataFrame) -> dict:

@@ -1,0 +1,219 @@
+"""The options the commands share, defined once: names, types (each checked before anything
+runs), defaults from :mod:`routelib.config`, help text.
+
+Naming: ``--model`` is the model a command runs or reads; ``--slm`` / ``--llm`` appear where a
+command takes both tiers (``routing``, ``findings``, ``route``, ``judge``). ``--dataset``,
+``--split``, ``--limit`` and ``--source`` mean the same everywhere. The endpoint options of an
+OpenAI-compatible server (:func:`add_endpoint`) exist once, with a prefix per tier
+(``--llm-base-url``, ``--judge-base-url``).
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+from pathlib import Path
+
+from routelib import config
+from routelib.errors import RoutelibError
+
+
+class CliError(RoutelibError, ValueError):
+    """A command-line input is wrong; the message names the option and what to do."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line: ``routelib CMD: error: ... (see ... --help)``."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())} "
+                     f"(see `{self.prog} --help`)\n")
+
+
+# ---- value types: each raises an argparse error naming the option ---------------------------
+def _number(kind, text: str, what: str):
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    value = _number(int, text, "an integer >= 1")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def count(text: str) -> int:
+    """An integer >= 0 (``--limit 0`` means all items)."""
+    value = _number(int, text, "an integer >= 0")
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    return _number(float, text, "a finite number")
+
+
+def positive_float(text: str) -> float:
+    value = _number(float, text, "a number > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {value:g}")
+    return value
+
+
+def ratio(text: str) -> float:
+    value = _number(float, text, "a number in [0, 1]")
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value:g}")
+    return value
+
+
+def existing_file(text: str) -> str:
+    if not Path(text).is_file():
+        raise argparse.ArgumentTypeError(f"no file {text!r}")
+    return text
+
+
+def existing_dir(text: str) -> str:
+    if not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"no directory {text!r}")
+    return text
+
+
+def output_file(text: str) -> str:
+    """A file to write: its directory must exist (checked before any work starts)."""
+    parent = Path(text).expanduser().parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"the directory {str(parent)!r} of {text!r} does not "
+                                         "exist; create it first")
+    return text
+
+
+def mapping(text: str) -> tuple[str, str]:
+    """``routelib_column=file_column``."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected routelib_column=file_column, got {text!r}")
+    return key.strip(), value.strip()
+
+
+# ---- option groups --------------------------------------------------------------------------
+def alias(p, old: str, dest: str, **kw) -> None:
+    """An old spelling of an option, accepted but not shown in ``--help``."""
+    p.add_argument(old, dest=dest, help=argparse.SUPPRESS, default=argparse.SUPPRESS, **kw)
+
+
+def add_models(p, default, what: str = "model(s) to run", many: bool = True) -> None:
+    p.add_argument("--model", nargs="+" if many else None,
+                   default=list(default) if many else default,
+                   help=f"{what} (`routelib models` lists the registered ones; default: "
+                        f"{' '.join(default) if many else default})")
+
+
+def add_datasets(p, what: str = "dataset(s)") -> None:
+    p.add_argument("--dataset", nargs="+", default=["all"],
+                   help=f"{what} or 'all' (default; `routelib datasets` lists them)")
+
+
+def add_limit(p, default: int = config.LIMIT, what: str = "evaluation items per dataset") -> None:
+    p.add_argument("--limit", type=count, default=default,
+                   help=f"{what}, a fixed seed-{config.SEED} subsample (default {default}, the "
+                        "reference run's; 0 = all)")
+
+
+def add_split(p) -> None:
+    p.add_argument("--split", default="eval",
+                   help="'eval' (default), 'train' (train/dev split, or the carved-out part of an "
+                        "eval-only dataset) or a physical split name")
+
+
+def add_source(p) -> None:
+    p.add_argument("--source", default="local", choices=("local", "hub"),
+                   help="read the datasets from local JSONL (default; $ROUTELIB_DATA_DIR or "
+                        "--data-dir) or from the Hugging Face hub")
+
+
+def add_batch_size(p, what: str = "sequences per forward pass") -> None:
+    p.add_argument("--batch-size", type=positive_int, default=config.BATCH_SIZE,
+                   help=f"{what} (default {config.BATCH_SIZE})")
+
+
+def add_train_limit(p) -> None:
+    p.add_argument("--train-limit", type=count, default=config.TRAIN_LIMIT,
+                   help=f"train-split items per dataset the probes learn from (default "
+                        f"{config.TRAIN_LIMIT}; 0 = all)")
+
+
+def add_markdown(p, what: str) -> None:
+    p.add_argument("--markdown", type=output_file, help=f"write {what} as markdown to this file")
+
+
+def add_endpoint(p, tier: str, overrides: str, title: str) -> None:
+    """``--{tier}-base-url``, ``--{tier}-model`` and the request options of an OpenAI-compatible
+    endpoint (:class:`routelib.models.openai_backend.OpenAIBackend`)."""
+    g = p.add_argument_group(f"{title} at an OpenAI-compatible endpoint")
+    g.add_argument(f"--{tier}-base-url", metavar="URL",
+                   help=f"OpenAI-compatible endpoint, e.g. http://localhost:8000/v1 (overrides "
+                        f"{overrides})")
+    g.add_argument(f"--{tier}-model", default=config.ENDPOINT_MODEL, metavar="NAME",
+                   help=f"model name at the endpoint (default {config.ENDPOINT_MODEL})")
+    g.add_argument("--api-key-env", default=config.ENDPOINT_KEY_ENV, metavar="VAR",
+                   help="environment variable holding the API key, never printed or stored "
+                        f"(default {config.ENDPOINT_KEY_ENV}; any placeholder value for a server "
+                        "without auth)")
+    g.add_argument("--timeout", type=positive_float, default=config.ENDPOINT_TIMEOUT_S,
+                   metavar="SECONDS",
+                   help=f"per request (default {config.ENDPOINT_TIMEOUT_S:g})")
+    g.add_argument("--retries", type=count, default=config.ENDPOINT_RETRIES,
+                   help="retries on 408/409/429/5xx, timeouts and connection errors, with "
+                        f"exponential backoff (default {config.ENDPOINT_RETRIES})")
+    g.add_argument("--concurrency", type=positive_int, default=config.ENDPOINT_CONCURRENCY,
+                   help=f"requests in flight at most (default {config.ENDPOINT_CONCURRENCY})")
+
+
+def endpoint_backend(args, tier: str, name: str | None = None):
+    """The :class:`OpenAIBackend` of ``--{tier}-base-url``, or None when it is not given."""
+    url = getattr(args, f"{tier}_base_url")
+    if not url:
+        return None
+    from routelib.models.openai_backend import OpenAIBackend
+    return OpenAIBackend(getattr(args, f"{tier}_model"), base_url=url,
+                         api_key_env=args.api_key_env, timeout=args.timeout,
+                         max_retries=args.retries, max_concurrency=args.concurrency, name=name)
+
+
+def check_endpoint(args, tier: str) -> None:
+    """Before anything runs: the key variable of ``--{tier}-base-url`` is set."""
+    if getattr(args, f"{tier}_base_url") and not os.environ.get(args.api_key_env):
+        raise CliError(f"--{tier}-base-url: the environment variable {args.api_key_env} (named "
+                       f"by --api-key-env) is not set; export {args.api_key_env}=<key> (any "
+                       "placeholder for a server without auth)")
+
+
+def check_methods(names, option: str) -> list[str]:
+    """Validate UQ method names (``all``: every method)."""
+    from routelib.uq import methods as uq
+    names = list(uq.METHODS) if list(names) == ["all"] else list(names)
+    unknown = [m for m in names if m not in uq.METHODS]
+    if unknown:
+        raise CliError(f"{option}: UQ method {unknown[0]!r} is not known; known: "
+                       f"{', '.join(uq.METHODS)}")
+    return names
+
+
+def check_models(names) -> None:
+    """Every model name resolves (the registry's own one-line error otherwise)."""
+    from routelib.models import registry as models
+    for name in [names] if isinstance(names, str) else names:
+        models.get_spec(name)
+
+
+def limit_arg(args) -> int | None:
+    """``--limit`` as routelib's functions take it (0 -> None: all items)."""
+    return args.limit or None

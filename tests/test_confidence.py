@@ -1,0 +1,91 @@
+"""routelib.uq.confidence with the fake backend: the confidence table's columns, discards,
+verbal numbers, refusals, cached-only reading and the probes' train/eval separation."""
+from __future__ import annotations
+
+import pytest
+
+from routelib.models.fake import FakeBackend
+from routelib.uq import confidence, methods as uq, statcache
+
+
+def fake(**kw):
+    return FakeBackend(name="fake", **kw)
+
+
+def test_confidence_table_counts_discards(use_data_dir):
+    # the fake says "The answer is 42." with no number a verbal method could read as confidence
+    table = confidence.confidence_table("fake", ["gsm8k"], ["perplexity", "verbal_2s"], limit=5,
+                                        backend=fake(), progress=False)
+    assert list(table.columns) == list(confidence.CONFIDENCE_COLUMNS)
+    assert len(table) == 10
+    v = table[table["method"] == "verbal_2s"]
+    assert v["discarded"].all() and v["confidence"].isna().all()
+    assert set(v["discard_reason"]) == {uq.Verbal2S.discards}
+    p = table[table["method"] == "perplexity"]
+    assert not p["discarded"].any() and (p["confidence"] > 0).all()
+    summary = confidence.discard_summary(table)
+    assert summary[["method", "items", "discarded", "rate"]].values.tolist() == [
+        ["verbal_2s", 5, 5, 1.0]]
+    # gsm8k answers in the fixture: 18, 3, 42, 42, 7; the fake answers 42
+    assert p["correct"].tolist() == [False, False, True, True, False]
+
+
+def test_verbal_numbers_are_read(use_data_dir):
+    table = confidence.confidence_table(
+        "fake", ["gsm8k"], ["verbal_1s"], limit=5, progress=False,
+        backend=fake(respond=lambda p: "42\nConfidence: 80%" if "Confidence" in p else "42"))
+    assert table["confidence"].tolist() == [0.8] * 5 and not table["discarded"].any()
+
+
+def test_unknown_method_or_dataset_is_refused(use_data_dir):
+    with pytest.raises(KeyError, match="known: avg_token_prob"):
+        confidence.confidence_table("fake", ["gsm8k"], ["entropy"], backend=fake())
+    with pytest.raises(Exception, match="gsm8k"):
+        confidence.confidence_table("fake", ["gsm9k"], ["perplexity"], backend=fake())
+
+
+def test_cached_only_loads_no_model_and_lists_what_is_missing(use_data_dir):
+    from routelib import models
+    be = FakeBackend(name="smollm2-135m")
+    be.model_id = models.model_id("smollm2-135m")  # a registered name, as a real run has
+    confidence.confidence_table("smollm2-135m", ["gsm8k"], ["perplexity", "p_true"], limit=5,
+                                backend=be, progress=False)
+    table = confidence.confidence_table("smollm2-135m", ["gsm8k", "commonsenseqa"],
+                                        ["perplexity", "p_true"], limit=5, cached_only=True,
+                                        progress=False)
+    assert set(table["dataset"]) == {"gsm8k"} and len(table) == 10
+    assert table.attrs["missing"] == ["commonsenseqa"]
+
+
+def test_probes_train_on_train_split_and_never_score_their_training_items(use_data_dir,
+                                                                           fresh_cache_dir):
+    # gsm8k train golds are 1, 2, 3: answering 2 to train question 1 only gives the probe the
+    # labels [wrong, right, wrong]; eval golds are 18, 3, 42, 42, 7
+    def respond(prompt):
+        if "train question 1" in prompt:
+            return "The answer is 2."
+        return "The answer is 18." if "test question 0" in prompt else "The answer is 7."
+    table = confidence.confidence_table("fake", ["gsm8k"], ["trained_probe"], limit=5,
+                                        train_limit=5, backend=fake(respond=respond),
+                                        progress=False)
+    train = statcache.item_stats("fake", "gsm8k", [], split="train", limit=5,
+                                 backend=fake(), progress=False)[1]
+    assert train["correct"].tolist() == [False, True, False]
+    assert not set(train["item_id"]) & set(table["item_id"])
+    assert table["item_id"].tolist() == [f"gsm8k-test-{i}" for i in range(5)]
+    assert table["correct"].tolist() == [True, False, False, False, True]
+    assert not table["discarded"].any() and (table["discard_reason"] == "").all()
+    assert ((table["confidence"] > 0) & (table["confidence"] < 1)).all()
+    # the stored probe learned from the 3 train items (1 right), not from an eval item
+    [meta] = (fresh_cache_dir / "probes" / "fake").glob("trained_probe__gsm8k__*/probe.json")
+    import json
+    fields = json.loads(meta.read_text())
+    assert (fields["n_train"], fields["n_correct"]) == (3, 1)
+
+
+def test_a_one_class_train_split_discards_the_probe_and_says_why(use_data_dir):
+    # the fake answers 42: every gsm8k train item (golds 1, 2, 3) is wrong
+    table = confidence.confidence_table("fake", ["gsm8k"], ["trained_probe"], limit=5,
+                                        train_limit=5, backend=fake(), progress=False)
+    assert len(table) == 5 and table["discarded"].all() and table["confidence"].isna().all()
+    assert set(table["discard_reason"]) == {confidence.ONE_CLASS}
