@@ -17,25 +17,38 @@ UQ_DESCRIPTION = (
     "and a rough time from the cache's stored timings; --dry-run prints only that.")
 
 
+def _uq_backend(args, model: str):
+    """(the backend or its lazy factory, the label the table is saved under)."""
+    from routelib.models.factory import lazy_backend
+    served = o.slm_endpoint_backend(args, model)
+    if served is None:
+        return lazy_backend(model, args.batch_size), model
+    return served, f"{model}-endpoint"  # never mixed with the in-process model's table
+
+
 def cmd_uq(args) -> int:
     from routelib import data
     from routelib.cli import uq_plan
-    from routelib.models.factory import lazy_backend
     from routelib.uq import confidence, metrics
     datasets = data.iter_datasets(args.dataset)
     methods = o.check_methods(args.method, "--method")
-    o.check_models(args.model)
+    o.check_slm_endpoint(args, methods)
+    if args.slm_base_url and len(args.model) != 1:
+        raise o.CliError("--slm-base-url serves one SLM: give one --model (its name)")
+    if not args.slm_base_url:
+        o.check_models(args.model)
     for model in args.model:
+        backend, label = _uq_backend(args, model)
         plans = uq_plan.make_plan(model, datasets, methods, o.limit_arg(args),
-                                  args.train_limit or None, args.source)
+                                  args.train_limit or None, args.source,
+                                  model_id=getattr(backend, "model_id", None))
         print("\n".join(uq_plan.describe(plans, model, methods)), flush=True)
         if args.dry_run:
             continue
         table = confidence.confidence_table(model, datasets, methods, limit=o.limit_arg(args),
                                             train_limit=args.train_limit or None,
-                                            backend=lazy_backend(model, args.batch_size),
-                                            source=args.source)
-        path = confidence.save_table(table, confidence.table_path(model, o.limit_arg(args)))
+                                            backend=backend, source=args.source)
+        path = confidence.save_table(table, confidence.table_path(label, o.limit_arg(args)))
         print(f"wrote {path} ({len(table)} rows)")
         auc = metrics.auroc_table(table)
         print(auc.pivot(index="dataset", columns="method", values="auroc")
@@ -121,6 +134,7 @@ def _add_uq(sub) -> None:
     o.add_batch_size(u)
     u.add_argument("--dry-run", action="store_true",
                    help="print what would be computed and the rough time, load no model")
+    o.add_slm_endpoint(u, "--model")
     u.set_defaults(func=cmd_uq)
 
 
