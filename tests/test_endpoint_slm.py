@@ -191,6 +191,7 @@ CASES = [("gsm8k", "generate", False), ("gsm8k", "generate", True), ("coqa", "ge
          ("commonsenseqa", "options", False), ("boolq", "letters", False)]
 
 
+@pytest.mark.vllm
 def test_served_answers_equal_in_process(served):
     from routelib import data
     from routelib.answers.answer import AnswerConfig, answer_records
@@ -221,6 +222,7 @@ def test_served_answers_equal_in_process(served):
             assert [d[stat] for d in vg] == [d[stat] for d in vw], (dataset, name)
 
 
+@pytest.mark.vllm
 def test_served_top_k_and_local_template(served):
     from routelib import data
     from routelib.answers import prompts
@@ -243,6 +245,7 @@ def test_served_top_k_and_local_template(served):
     assert abs(ll.logprob - lw.logprob) <= TOL and ll.is_greedy == lw.is_greedy
 
 
+@pytest.mark.vllm
 def test_served_samples_repeat_with_the_seed(served):
     server, _, _ = served
     b = EndpointSLMBackend(server.url, "smol")
@@ -254,6 +257,7 @@ def test_served_samples_repeat_with_the_seed(served):
         b.hidden_states(["x"])
 
 
+@pytest.mark.vllm
 def test_server_killed_mid_run_raises_a_clear_error(served):
     """Runs last in this module: it kills the module's server."""
     server, _, _ = served

@@ -27,8 +27,13 @@ import pytest
 from routelib.models import vllm_backend as vb
 
 WHY = vb.available()
-needs_vllm = pytest.mark.skipif(WHY is not None, reason=f"{WHY}: run the vLLM tests with "
-                                                       f"`make test-vllm` (docs/engines.md)")
+_skip = pytest.mark.skipif(WHY is not None, reason=f"{WHY}: run the vLLM tests with "
+                                                 f"`make test-vllm` (docs/engines.md)")
+
+
+def needs_vllm(test):
+    """Marked ``vllm`` (``make test-vllm`` selects them) and skipped with the reason without it."""
+    return pytest.mark.vllm(_skip(test))
 MODEL = "smollm2-135m"
 N = 4  # items per (dataset, style)
 CASES = [  # (dataset, style, chat)
