@@ -271,3 +271,37 @@ def test_data_parallel_in_one_process_is_refused():
 def test_missing_vllm_is_one_clear_error():
     with pytest.raises(vb.VLLMBackendError, match="not importable.*make setup-vllm"):
         vb.VLLMBackend("/nonexistent")
+
+
+def test_engine_options_reach_vllm_as_given():
+    o = vb.EngineOptions(tensor_parallel_size=4, gpu_memory_utilization=0.85, max_num_seqs=128,
+                         cpu_threads=2, engine_kwargs={"pipeline_parallel_size": 2})
+    kw = o.llm_kwargs(on_cuda=True)
+    assert kw["dtype"] == "bfloat16" and o.llm_kwargs(on_cuda=False)["dtype"] == "float32"
+    assert (kw["tensor_parallel_size"], kw["gpu_memory_utilization"], kw["max_num_seqs"],
+            kw["pipeline_parallel_size"]) == (4, 0.85, 128, 2)
+    # vLLM's own defaults where nothing was set; routelib's settings are not vLLM's arguments
+    assert "max_model_len" not in kw and "cpu_threads" not in kw and "data_parallel_size" not in kw
+    assert kw["max_num_batched_tokens"] == vb.DEFAULT_MAX_NUM_BATCHED_TOKENS
+    for bad in ({"gpu_memory_utilization": 1.5}, {"tensor_parallel_size": 0}):
+        with pytest.raises(vb.VLLMBackendError, match=next(iter(bad))):
+            vb.EngineOptions(**bad).check()
+
+
+def test_unknown_engine_option_is_one_clear_error():
+    with pytest.raises(vb.VLLMBackendError, match="tensor_paralel_size.*options: dtype"):
+        vb.VLLMBackend("/nonexistent", tensor_paralel_size=2)
+
+
+def test_cli_engine_vllm_without_vllm_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    if WHY is None:
+        pytest.skip("vllm is importable here")
+    env = {**os.environ, "ROUTELIB_CACHE_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    p = subprocess.run([sys.executable, "-m", "routelib", "uq", "--model", MODEL, "--dataset",
+                        "gsm8k", "--limit", "2", "--method", "perplexity", "--engine", "vllm"],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert p.returncode == 2, p.stderr[-2000:]
+    assert p.stderr.strip().splitlines()[-1].startswith("routelib: error: vllm is not importable")
+    assert "Traceback" not in p.stderr

@@ -26,8 +26,8 @@ def cmd_generate(args) -> int:
     if not args.slm_base_url:
         o.check_models(args.model)
     for model in args.model:
-        backend = (o.slm_endpoint_backend(args, model)
-                   or lazy_backend(model, args.batch_size))
+        backend = (None if args.dry_run else o.slm_endpoint_backend(args, model)
+                   or o.engine_backend(args, model) or lazy_backend(model, args.batch_size))
         for ds in datasets:
             cfg = _answer_config(args, model, ds)
             if args.dry_run:
@@ -125,6 +125,7 @@ def add(sub) -> None:
                    help="items per saved part; an interruption loses at most one chunk "
                         f"(default {config.CHUNK_SIZE})")
     g.add_argument("--dry-run", action="store_true", help="list what would run, load no model")
+    o.add_engine(g)
     o.add_slm_endpoint(g, "--model")
     g.set_defaults(func=cmd_generate)
 

@@ -188,6 +188,34 @@ def endpoint_backend(args, tier: str, name: str | None = None):
                          max_retries=args.retries, max_concurrency=args.concurrency, name=name)
 
 
+def add_engine(p) -> None:
+    """``--engine`` and the vLLM scale options (:class:`routelib.models.vllm_backend.EngineOptions`)."""
+    g = p.add_argument_group("engine (docs/engines.md)")
+    g.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+                   help="run the model with Hugging Face transformers (default) or vLLM's offline "
+                        "engine (the vllm environment: make setup-vllm); vLLM results are cached "
+                        "apart and the table is saved as <model>-vllm")
+    g.add_argument("--tensor-parallel-size", type=positive_int, default=1, metavar="N",
+                   help="vLLM: GPUs one model is split over (default 1)")
+    g.add_argument("--gpu-memory-utilization", type=ratio, metavar="F",
+                   help="vLLM: share of each GPU's memory the engine may take (vLLM's default "
+                        "0.9)")
+    g.add_argument("--max-num-seqs", type=positive_int, metavar="N",
+                   help="vLLM: sequences in one engine step at most")
+    g.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
+                   help="vLLM: weights and activations (default bfloat16 on CUDA, float32 on CPU)")
+
+
+def engine_backend(args, model: str):
+    """The :class:`VLLMBackend` of ``--engine vllm`` (the engine starts now), else None."""
+    if getattr(args, "engine", "transformers") != "vllm":
+        return None
+    from routelib.models.vllm_backend import VLLMBackend
+    return VLLMBackend.from_registry(model, tensor_parallel_size=args.tensor_parallel_size,
+                                     gpu_memory_utilization=args.gpu_memory_utilization,
+                                     max_num_seqs=args.max_num_seqs, dtype=args.dtype)
+
+
 def add_slm_endpoint(p, overrides: str) -> None:
     """``--slm-base-url``, ``--slm-model``, ``--slm-tokenizer``, ``--slm-api-key-env``: the SLM
     served by an OpenAI-compatible server instead of run in process
