@@ -97,10 +97,28 @@ def run_engine(engine: str, model: str, n_mcq: int, n_gen: int, threads: int) ->
         res["kinds"][kind] = {"items": n, "seconds": secs, "items_per_s": n / secs,
                               "generated_tokens": gen_toks, "gen_tokens_per_s": gen_toks / secs}
         res["outputs"][kind] = _summary(kind, out)
+    res["sampling"] = sample_statistics(backend, gen)
     res["peak_rss_mb"] = mem.stop()
     if hasattr(backend, "close"):
         backend.close()
     return res
+
+
+def sample_statistics(backend, recs) -> dict:
+    """Statistics of seeded samples (their texts differ across engines by construction): 5
+    samples at T = 1 of up to 24 tokens per GSM8K prompt, as in tests/test_vllm.py."""
+    import numpy as np
+    from routelib.answers import prompts
+    from routelib.models.backend import GenRequest
+    reqs = [GenRequest(prompts.build(r, "generate").text, max_new_tokens=24, temperature=1.0,
+                       n=5, seed=50, stop=("\n\n",)) for r in recs]
+    gens = [g for gs in backend.generate(reqs) for g in gs]
+    lps = [x for g in gens for x in g.token_logprobs]
+    return {"samples": len(gens), "mean_token_logprob": float(np.mean(lps)),
+            "sd_token_logprob": float(np.std(lps)),
+            "mean_tokens": float(np.mean([len(g.token_logprobs) for g in gens])),
+            "distinct_per_prompt": float(np.mean([len({g.text for g in gens[i:i + 5]})
+                                                  for i in range(0, len(gens), 5)]))}
 
 
 def _summary(kind: str, out) -> list:
@@ -152,6 +170,13 @@ def markdown(res: dict) -> str:
                   f"{tt / tv:.2f}x. Engine start: {t['start_s']:.1f} s vs {v['start_s']:.1f} s. "
                   f"Peak memory (process tree): {t['peak_rss_mb']:.0f} MB vs "
                   f"{v['peak_rss_mb']:.0f} MB ({v['engine']})."]
+    st, sv = t["sampling"], v["sampling"]
+    lines += ["", "Seeded samples (5 per prompt at T = 1, up to 24 tokens): "
+                  f"{st['samples']} vs {sv['samples']} samples; mean token log-prob "
+                  f"{st['mean_token_logprob']:.3f} (sd {st['sd_token_logprob']:.3f}) vs "
+                  f"{sv['mean_token_logprob']:.3f} (sd {sv['sd_token_logprob']:.3f}); mean length "
+                  f"{st['mean_tokens']:.1f} vs {sv['mean_tokens']:.1f} tokens; distinct texts "
+                  f"per prompt {st['distinct_per_prompt']:.2f} vs {sv['distinct_per_prompt']:.2f}."]
     return "\n".join(lines) + "\n"
 
 
