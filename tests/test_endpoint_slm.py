@@ -116,6 +116,20 @@ def test_route_with_a_served_slm_without_logprobs_is_one_line_exit_2(echo_server
     assert p.returncode == 2 and "hidden states" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_uq_with_a_served_slm_refuses_the_probes_before_any_request(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ROUTELIB_CACHE_DIR": str(tmp_path)}
+    url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: no request may be needed
+    p = subprocess.run([sys.executable, "-m", "routelib", "uq", "--model", MODEL, "--dataset",
+                        "gsm8k", "--limit", "2", "--slm-base-url", url], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "method trained_probe needs the SLM's hidden states" in p.stderr.strip()
+    p = subprocess.run([sys.executable, "-m", "routelib", "uq", "--model", MODEL, "--dataset",
+                        "gsm8k", "--limit", "2", "--method", "perplexity", "--slm-base-url", url,
+                        "--engine", "vllm"], env=env, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 2 and "exclude each other" in p.stderr
+
+
 # ---- vllm serve ---------------------------------------------------------------------------------
 def _vllm_python() -> str | None:
     env = os.environ.get("ROUTELIB_VLLM_PYTHON")
