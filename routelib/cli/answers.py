@@ -21,9 +21,13 @@ def cmd_generate(args) -> int:
     from routelib.cache import runs
     from routelib.models.factory import lazy_backend
     datasets = data.iter_datasets(args.dataset)
-    o.check_models(args.model)
+    if args.slm_base_url and len(args.model) != 1:
+        raise o.CliError("--slm-base-url serves one SLM: give one --model (its name)")
+    if not args.slm_base_url:
+        o.check_models(args.model)
     for model in args.model:
-        backend = lazy_backend(model, args.batch_size)
+        backend = (None if args.dry_run else o.slm_endpoint_backend(args, model)
+                   or o.engine_backend(args, model) or lazy_backend(model, args.batch_size))
         for ds in datasets:
             cfg = _answer_config(args, model, ds)
             if args.dry_run:
@@ -121,6 +125,8 @@ def add(sub) -> None:
                    help="items per saved part; an interruption loses at most one chunk "
                         f"(default {config.CHUNK_SIZE})")
     g.add_argument("--dry-run", action="store_true", help="list what would run, load no model")
+    o.add_engine(g)
+    o.add_slm_endpoint(g, "--model")
     g.set_defaults(func=cmd_generate)
 
     a = sub.add_parser("accuracy", help="accuracy per model x dataset (computes what the "

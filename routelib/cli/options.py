@@ -196,6 +196,83 @@ def endpoint_backend(args, tier: str, name: str | None = None):
                          max_retries=args.retries, max_concurrency=args.concurrency, name=name)
 
 
+def add_engine(p) -> None:
+    """``--engine`` and the vLLM scale options (:class:`routelib.models.vllm_backend.EngineOptions`)."""
+    g = p.add_argument_group("engine (docs/engines.md)")
+    g.add_argument("--engine", choices=("transformers", "vllm"), default="transformers",
+                   help="run the model with Hugging Face transformers (default) or vLLM's offline "
+                        "engine (the vllm environment: make setup-vllm); vLLM results are cached "
+                        "apart and the table is saved as <model>-vllm")
+    g.add_argument("--tensor-parallel-size", type=positive_int, default=1, metavar="N",
+                   help="vLLM: GPUs one model is split over (default 1)")
+    g.add_argument("--gpu-memory-utilization", type=ratio, metavar="F",
+                   help="vLLM: share of each GPU's memory the engine may take (vLLM's default "
+                        "0.9)")
+    g.add_argument("--max-num-seqs", type=positive_int, metavar="N",
+                   help="vLLM: sequences in one engine step at most")
+    g.add_argument("--dtype", choices=("bfloat16", "float16", "float32"),
+                   help="vLLM: weights and activations (default bfloat16 on CUDA, float32 on CPU)")
+
+
+def engine_backend(args, model: str):
+    """The :class:`VLLMBackend` of ``--engine vllm`` (the engine starts now), else None."""
+    if getattr(args, "engine", "transformers") != "vllm":
+        return None
+    from routelib.models.vllm_backend import VLLMBackend
+    return VLLMBackend.from_registry(model, tensor_parallel_size=args.tensor_parallel_size,
+                                     gpu_memory_utilization=args.gpu_memory_utilization,
+                                     max_num_seqs=args.max_num_seqs, dtype=args.dtype)
+
+
+def add_slm_endpoint(p, overrides: str) -> None:
+    """``--slm-base-url``, ``--slm-model``, ``--slm-tokenizer``, ``--slm-api-key-env``: the SLM
+    served by an OpenAI-compatible server instead of run in process
+    (:class:`routelib.models.endpoint_slm.EndpointSLMBackend`; docs/engines.md says which
+    methods each server kind supports). Timeout, retries and concurrency: the tier's shared
+    options where the command has them, else the SLM defaults."""
+    g = p.add_argument_group("the SLM at an OpenAI-compatible endpoint (vllm serve, llama.cpp)")
+    g.add_argument("--slm-base-url", metavar="URL",
+                   help=f"the server of the SLM, e.g. http://127.0.0.1:8001/v1 ({overrides} "
+                        "then names the SLM: its answer styles and calibration set)")
+    g.add_argument("--slm-model", metavar="NAME",
+                   help=f"model name at the SLM server (default: the {overrides} name)")
+    g.add_argument("--slm-tokenizer", metavar="DIR",
+                   help="a local tokenizer of the served model: chat templates are rendered here "
+                        "and sent as raw text (lets p(True) and option scoring follow a chat "
+                        "answer)")
+    g.add_argument("--slm-api-key-env", metavar="VAR",
+                   help="environment variable holding the SLM server's key (default: none, a "
+                        "local server without auth)")
+
+
+def slm_endpoint_backend(args, name: str):
+    """The :class:`EndpointSLMBackend` of ``--slm-base-url`` (named ``name``), or None."""
+    url = getattr(args, "slm_base_url", None)
+    if not url:
+        return None
+    from routelib.models.endpoint_slm import EndpointSLMBackend, SLMEndpointSettings
+    if args.slm_api_key_env and not os.environ.get(args.slm_api_key_env):
+        raise CliError(f"--slm-api-key-env: the environment variable {args.slm_api_key_env} is "
+                       "not set")
+    d = SLMEndpointSettings()
+    s = SLMEndpointSettings(api_key_env=args.slm_api_key_env,
+                            timeout=getattr(args, "timeout", d.timeout),
+                            max_retries=getattr(args, "retries", d.max_retries),
+                            max_concurrency=getattr(args, "concurrency", d.max_concurrency))
+    return EndpointSLMBackend(url, args.slm_model or name, name=name,
+                              tokenizer=args.slm_tokenizer, settings=s)
+
+
+def check_slm_endpoint(args, methods) -> None:
+    """Before anything runs: ``--slm-base-url`` is not asked for what no server gives."""
+    from routelib.uq import methods as uq
+    probes = [m for m in methods if m in uq.PROBE_METHODS]
+    if getattr(args, "slm_base_url", None) and probes:
+        raise CliError(f"--slm-base-url: method {probes[0]} needs the SLM's hidden states, which "
+                       "an OpenAI-compatible server does not expose; run the probe methods with "
+                       "the model in process (without --slm-base-url)")
+
+
 def check_endpoint(args, tier: str) -> None:
     """Before anything runs: the key variable of ``--{tier}-base-url`` is set."""
     if getattr(args, f"{tier}_base_url") and not os.environ.get(args.api_key_env):

@@ -24,11 +24,13 @@ def _check(args):
     threshold."""
     from routelib.serve import router
     from routelib.uq import methods as uq
-    o.check_models(args.slm)
+    if not args.slm_base_url:
+        o.check_models(args.slm)
     if args.llm != "none" and not args.llm_base_url:
         o.check_models(args.llm)
     router.make_record(args.question, args.choices, args.context, args.kind)
     o.check_methods([args.method], "--method")
+    o.check_slm_endpoint(args, [args.method])
     if args.method in uq.PROBE_METHODS and not args.probe:
         raise o.CliError(f"--method {args.method} needs --probe (a probe saved by "
                          "`routelib probe`)")
@@ -66,7 +68,7 @@ def cmd_route(args) -> int:
     llm = o.endpoint_backend(args, "llm")
     if llm is None and args.llm != "none":
         llm = lazy_backend(args.llm)  # loaded only if a query is escalated
-    slm = lazy_backend(args.slm)()
+    slm = o.slm_endpoint_backend(args, args.slm) or lazy_backend(args.slm)()
     decide = (router.adaptive_decider(args.adapt, args.ratio, start=threshold,
                                       budget=args.budget, randomize_ties=args.randomize_ties)
               if args.adapt else None)
@@ -126,6 +128,7 @@ def add(sub) -> None:
                    help="registered local model as the LLM tier ('none': SLM only; default "
                         f"{config.REFERENCE_LLM})")
     o.add_endpoint(q, "llm", "--llm", "the LLM tier")
+    o.add_slm_endpoint(q, "--slm")
     q.add_argument("--adapt", metavar="STATE_FILE",
                    help="adapt the threshold to the queries seen so far: their confidences are "
                         "kept in STATE_FILE (locked, atomic; shared by concurrent routers) and "

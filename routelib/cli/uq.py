@@ -17,26 +17,57 @@ UQ_DESCRIPTION = (
     "and a rough time from the cache's stored timings; --dry-run prints only that.")
 
 
+def _uq_backend(args, model: str):
+    """(the backend or its lazy factory, the label the table is saved under: another engine's
+    table is never mixed with the in-process transformers model's)."""
+    from routelib.models.factory import lazy_backend
+    served = o.slm_endpoint_backend(args, model)
+    if served is not None:
+        return served, f"{model}-endpoint"
+    engine = o.engine_backend(args, model)
+    if engine is not None:
+        return engine, f"{model}-vllm"
+    return lazy_backend(model, args.batch_size), model
+
+
+def _plan_model_id(args, model: str) -> str | None:
+    from routelib.models import registry
+    from routelib.models.endpoint_slm import ENGINE
+    if args.slm_base_url:
+        return f"{ENGINE}:{args.slm_base_url.rstrip('/')}:{args.slm_model or model}"
+    if args.engine == "vllm":
+        from routelib.models.vllm_backend import MODEL_ID_SUFFIX
+        return registry.model_id(model) + MODEL_ID_SUFFIX
+    return None
+
+
 def cmd_uq(args) -> int:
     import pandas as pd
     from routelib import data
     from routelib.cli import uq_plan
-    from routelib.models.factory import lazy_backend
     from routelib.uq import confidence, metrics
     datasets = data.iter_datasets(args.dataset)
     methods = o.check_methods(args.method, "--method")
-    o.check_models(args.model)
+    o.check_slm_endpoint(args, methods)
+    if args.slm_base_url and len(args.model) != 1:
+        raise o.CliError("--slm-base-url serves one SLM: give one --model (its name)")
+    if not args.slm_base_url:
+        o.check_models(args.model)
+    if args.slm_base_url and args.engine != "transformers":
+        raise o.CliError("--slm-base-url and --engine exclude each other (the server is the "
+                         "engine)")
     for model in args.model:
         plans = uq_plan.make_plan(model, datasets, methods, o.limit_arg(args),
-                                  args.train_limit or None, args.source)
+                                  args.train_limit or None, args.source,
+                                  model_id=_plan_model_id(args, model))
         print("\n".join(uq_plan.describe(plans, model, methods)), flush=True)
         if args.dry_run:
             continue
+        backend, label = _uq_backend(args, model)
         table = confidence.confidence_table(model, datasets, methods, limit=o.limit_arg(args),
                                             train_limit=args.train_limit or None,
-                                            backend=lazy_backend(model, args.batch_size),
-                                            source=args.source)
-        path = confidence.table_path(model, o.limit_arg(args))
+                                            backend=backend, source=args.source)
+        path = confidence.table_path(label, o.limit_arg(args))
         saved = confidence.save_table(confidence.merge_into_saved(table, path), path)
         print(f"wrote {saved} ({len(table)} rows of this run, "
               f"{len(pd.read_parquet(saved))} in all)")
@@ -124,6 +155,8 @@ def _add_uq(sub) -> None:
     o.add_batch_size(u)
     u.add_argument("--dry-run", action="store_true",
                    help="print what would be computed and the rough time, load no model")
+    o.add_engine(u)
+    o.add_slm_endpoint(u, "--model")
     u.set_defaults(func=cmd_uq)
 
 

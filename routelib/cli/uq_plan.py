@@ -56,12 +56,15 @@ def _count(plan: SplitPlan, model: str, model_id: str, names: list[str], source:
 
 
 def make_plan(model: str, datasets: list[str], methods: list[str], limit: int | None,
-              train_limit: int | None, source: str = "local") -> list[SplitPlan]:
+              train_limit: int | None, source: str = "local",
+              model_id: str | None = None) -> list[SplitPlan]:
+    """What ``uq`` will compute; ``model_id``: the backend's, when it is not the registry's
+    (an SLM behind an endpoint)."""
     plain = [m for m in methods if m not in uq.PROBE_METHODS]
     probes = [m for m in methods if m in uq.PROBE_METHODS]
     eval_passes = [p for p in passes.passes_for(plain + (["trained_probe"] if probes else []))
                    if p != "greedy"]
-    model_id = models.model_id(model)
+    model_id = model_id or models.model_id(model)
     out = [SplitPlan("eval", list(datasets), limit)]
     _count(out[0], model, model_id, eval_passes, source)
     if probes:
