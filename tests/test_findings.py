@@ -27,3 +27,13 @@ def test_routing_facts_use_each_methods_own_random_router():
     assert f["ratio95_random__s_1__probe"] == "25.1%"
     assert f["routing_order__s_1"].startswith("ppl 0.330 vs its random 0.300 (9/14 datasets, "
                                               "N = 2796), probe 0.360 vs its random 0.362")
+
+
+def test_extremes_of_a_run_where_no_method_is_estimable_are_dashes():
+    # a small run (a few items per dataset): every mean AUROC is NaN (all "too few")
+    g = pd.DataFrame({"method": ["a", "b"], "mean_auroc": [float("nan")] * 2})
+    assert set(findings._extremes(g, "s").values()) == {"–"}
+    g = pd.DataFrame({"method": ["a", "b", "c"], "mean_auroc": [0.6, float("nan"), 0.4]})
+    f = findings._extremes(g, "s")
+    assert (f["auroc_min_method__s"], f["auroc_max_method__s"]) == ("c", "a")
+    assert (f["auroc_min__s"], f["auroc_max__s"]) == ("0.400", "0.600")

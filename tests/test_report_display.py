@@ -119,3 +119,14 @@ def test_relative_and_calibration_and_distributions_read_their_tables():
     assert "`method` explains the most among the main effects (residual 60.0%" in dist
     for empty in (conclusions.relative(topk.iloc[:0]), conclusions.calibration(means.iloc[:0])):
         assert empty == "Nothing cached to sum up."
+
+
+def test_long_tables_go_to_the_folder_the_environment_names(tmp_path, monkeypatch):
+    from routelib.report import display
+    frame = pd.DataFrame({"x": range(5)})
+    monkeypatch.setenv(display.TABLES_ENV, str(tmp_path / "elsewhere"))
+    display.table(frame, top=2, csv="t")
+    assert (tmp_path / "elsewhere" / "t.csv").read_text().splitlines() == ["x", "0", "1", "2",
+                                                                          "3", "4"]
+    monkeypatch.delenv(display.TABLES_ENV)
+    assert display.default_tables_dir() == display.TABLES_DIR

@@ -69,7 +69,8 @@ def page_stages(slms, llm: str, limit: int, out: Path) -> list[Stage]:
                                       str(docs / "judge.md"))),
         Stage("page findings", _routelib("findings", "--slm", *slms, "--llm", llm, *lim,
                                          "--judge-limit", str(min(limit, config.JUDGE_LIMIT)),
-                                         "--out", str(out / "book" / "findings.md"))),
+                                         "--out", str(out / "book" / "findings.md"),
+                                         "--intro", str(out / "book" / "intro.md"))),
     ]
 
 
@@ -122,7 +123,8 @@ def cmd_reference(args) -> int:
     for d in (cache, out / "docs", out / "book", out / "chapters"):
         d.mkdir(parents=True, exist_ok=True)
     datasets = [] if args.dataset == ["all"] else args.dataset
-    env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache)}
+    env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache),   # every result into the cache,
+           "ROUTELIB_TABLES_DIR": str(out / "_static" / "tables")}  # the chapters' CSVs to out
     stages = model_stages(args.slm, args.llm, args.limit, args.train_limit, datasets)
     if not datasets:   # the pages and chapters read all 14 datasets
         stages += page_stages(args.slm, args.llm, args.limit, out)

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # (book/chapters/NN.html) links the folder as TABLES_LINK
 TABLES_DIR = REPO_ROOT / "book" / "_static" / "tables"
 TABLES_LINK = "../../_static/tables"
+TABLES_ENV = "ROUTELIB_TABLES_DIR"  # another folder for the CSVs (a run into its own outputs)
+
+
+def default_tables_dir() -> Path:
+    """``$ROUTELIB_TABLES_DIR`` when set, else :data:`TABLES_DIR`."""
+    return Path(os.environ.get(TABLES_ENV) or TABLES_DIR)
 # columns holding a share in [0, 1], shown as a percentage with one decimal
 PERCENT = frozenset({"accuracy", "slm_accuracy", "llm_accuracy", "slm_acc", "llm_acc", "gap",
                      "ci_low", "ci_high", "ratio_95_uq", "ratio_95_oracle", "ratio_95_random",
@@ -94,7 +101,7 @@ def table(frame: pd.DataFrame, digits: int = 3, top: int | None = None, csv: str
     if len(shown) < len(t):
         note = f"\n\nThe first {len(shown)} of {len(t)} rows."
         if csv:
-            folder = Path(tables_dir) if tables_dir is not None else TABLES_DIR
+            folder = Path(tables_dir) if tables_dir is not None else default_tables_dir()
             folder.mkdir(parents=True, exist_ok=True)
             t.to_csv(folder / f"{csv}.csv", index=False, float_format="%.6g")
             note += f" The whole table: [{csv}.csv]({TABLES_LINK}/{csv}.csv)."
@@ -106,7 +113,7 @@ def download(frame: pd.DataFrame, name: str, what: str, tables_dir: Path | None 
              ) -> Markdown:
     """Write ``frame`` (:func:`flat`) to ``tables_dir/<name>.csv`` (default :data:`TABLES_DIR`)
     and return a line linking it: "``what``: [name.csv](tables/name.csv) (N rows)"."""
-    folder = Path(tables_dir) if tables_dir is not None else TABLES_DIR
+    folder = Path(tables_dir) if tables_dir is not None else default_tables_dir()
     folder.mkdir(parents=True, exist_ok=True)
     t = flat(frame)
     t.to_csv(folder / f"{name}.csv", index=False, float_format="%.6g")

@@ -77,6 +77,17 @@ def _spread(rs: saved.RoutingStudy) -> pd.DataFrame | None:
         return None
 
 
+def _extremes(g: pd.DataFrame, s: str) -> dict[str, str]:
+    """The lowest and highest mean AUROC of one SLM's methods; '–' when no method is
+    estimable anywhere (a small run: every setting under MIN_CORRECT / MIN_WRONG)."""
+    known = g[g["mean_auroc"].notna()]
+    if known.empty:
+        return {f"auroc_{k}{x}__{s}": "–" for k in ("min", "max") for x in ("", "_method")}
+    lo, hi = known.loc[known["mean_auroc"].idxmin()], known.loc[known["mean_auroc"].idxmax()]
+    return {f"auroc_min__{s}": _f(lo["mean_auroc"]), f"auroc_min_method__{s}": lo["method"],
+            f"auroc_max__{s}": _f(hi["mean_auroc"]), f"auroc_max_method__{s}": hi["method"]}
+
+
 def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
     """Fig. 1: AUROC means, extremes and ranks per SLM and method (``auc``: the AUROC table
     with intervals)."""
@@ -84,9 +95,7 @@ def _alignment(conf: pd.DataFrame, auc: pd.DataFrame) -> dict[str, str]:
     for slm, g in uq_report.method_ranking(auc).groupby(R.SLM, sort=False):
         s = tag(slm)
         out[f"datasets__{s}"] = str(conf.loc[conf[R.SLM] == slm, R.DATASET].nunique())
-        lo, hi = g.loc[g["mean_auroc"].idxmin()], g.loc[g["mean_auroc"].idxmax()]
-        out[f"auroc_min__{s}"], out[f"auroc_min_method__{s}"] = _f(lo["mean_auroc"]), lo["method"]
-        out[f"auroc_max__{s}"], out[f"auroc_max_method__{s}"] = _f(hi["mean_auroc"]), hi["method"]
+        out.update(_extremes(g, s))
         ordered = g[g["mean_rank"].notna()].sort_values(["mean_rank", "method"])
         unranked = g.loc[g["mean_rank"].isna(), "method"].tolist()
         out[f"rank_order__{s}"] = ", ".join(
