@@ -230,3 +230,61 @@ def test_export_writes_the_csv_and_a_readme_with_the_parameters(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(cal.CalibrationError, match="pass a directory"):
         cal.export_calibration_set(c, tmp_path / "file")
+
+
+# ---- the OOD probe's pool: nothing of the target enters its thresholds ----------------------
+def _ood_pool(conf: pd.DataFrame, shift: dict) -> pd.DataFrame:
+    """Every dataset's items as each target's own probe scores them: the table's confidences
+    moved by ``shift[target]`` (a different probe per target); the target's own block equals
+    its rows in the confidence table, as ood_pool_table builds it."""
+    parts = []
+    for target in dict.fromkeys(conf["dataset"]):
+        block = conf.assign(scored_by=target)
+        own = block["dataset"] == target
+        block.loc[~own, "confidence"] += shift[target]
+        parts.append(block)
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.parametrize("strategy", cal.STRATEGIES)
+def test_the_targets_data_cannot_change_its_thresholds_with_the_pool(strategy):
+    conf, llm = _tables({"a": 0.0, "b": 1.0, "t": 2.0}, n=400)
+    pool = _ood_pool(conf, {"a": 0.3, "b": -0.2, "t": 0.5})
+    kw = dict(ratios=[0.2, 0.5], runs=2, strategy=strategy)
+    base = cal.transfer(conf, llm, "s", "m", "t", pool=pool, **kw)
+    # t's data enters the other datasets' own OOD probes (trained on t): whatever those probes
+    # give a and b in the confidence table, and whatever a's and b's own probes give anything
+    # in the pool, t's thresholds come from t's own probe only
+    moved = conf.copy()
+    moved.loc[moved["dataset"] != "t", "confidence"] *= 3.0
+    other_probes = pool.copy()
+    other_probes.loc[other_probes["scored_by"] != "t", "confidence"] -= 5.0
+    again = cal.transfer(moved, llm, "s", "m", "t", pool=other_probes, **kw)
+    pd.testing.assert_frame_equal(base, again)
+    # without the pool the same change moves t's thresholds (the leak the pool closes)
+    leaky = cal.transfer(conf, llm, "s", "m", "t", **kw)
+    leaky_moved = cal.transfer(moved, llm, "s", "m", "t", **kw)
+    assert not np.allclose(leaky["realized_ratio"], leaky_moved["realized_ratio"])
+    # and the pool is what is read: shifting t's own probe's scores of a and b moves them
+    own = pool.copy()
+    own.loc[(own["scored_by"] == "t") & (own["dataset"] != "t"), "confidence"] += 1.0
+    assert not np.allclose(cal.transfer(conf, llm, "s", "m", "t", pool=own, **kw)
+                           ["realized_ratio"], base["realized_ratio"])
+
+
+def test_pooled_thresholds_are_quantiles_of_the_targets_own_probe_scores():
+    conf, llm = _tables({"a": 0.0, "t": 2.0}, n=400)
+    pool = _ood_pool(conf, {"a": 0.0, "t": 0.7})
+    got = cal.transfer(conf, llm, "s", "m", "t", pool=pool, strategy="pooled", ratios=[0.3])
+    scored = conf.loc[conf["dataset"] == "a", "confidence"].to_numpy() + 0.7
+    t = cal.thresholds_from_calibration(scored, [0.3])[0]
+    target = conf.loc[conf["dataset"] == "t", "confidence"].to_numpy()
+    assert got["realized_ratio"].iloc[0] == pytest.approx(
+        routing.apply_threshold(target, t).mean())
+
+
+def test_a_pool_missing_the_targets_block_is_refused():
+    conf, llm = _tables({"a": 0.0, "t": 2.0}, n=50)
+    pool = _ood_pool(conf, {"a": 0.0, "t": 0.7})
+    with pytest.raises(cal.CalibrationError, match="own probe"):
+        cal.transfer(conf, llm, "s", "m", "t", pool=pool[pool["scored_by"] != "t"])

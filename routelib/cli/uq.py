@@ -37,6 +37,13 @@ def cmd_uq(args) -> int:
                                             source=args.source)
         path = confidence.save_table(table, confidence.table_path(model, o.limit_arg(args)))
         print(f"wrote {path} ({len(table)} rows)")
+        if "ood_probe" in methods:
+            pool = confidence.ood_pool_table(model, datasets, limit=o.limit_arg(args),
+                                             train_limit=args.train_limit or None,
+                                             backend=lazy_backend(model, args.batch_size),
+                                             source=args.source)
+            path = confidence.save_table(pool, confidence.ood_pool_path(model, o.limit_arg(args)))
+            print(f"wrote {path} ({len(pool)} rows: each target's own OOD probe on every dataset)")
         auc = metrics.auroc_table(table)
         print(auc.pivot(index="dataset", columns="method", values="auroc")
               .reindex(columns=methods).round(3).to_string())

@@ -37,6 +37,12 @@ dataset; :data:`STRATEGIES`:
 - ``"single"``: thresholds from one other dataset, ``source``; with ``source=None``, each other
   dataset in turn, the results averaged over them (the expected outcome of picking one other
   dataset at random).
+
+A method whose confidence depends on the target (the OOD probe: each dataset's rows come from a
+probe trained on every other dataset, the target included) passes ``pool``
+(:data:`routelib.columns.OOD_POOL_COLUMNS`, :func:`routelib.uq.confidence.ood_pool_table`): the
+other datasets' items as scored by the *target's own* probe (``scored_by == target``). Every
+strategy then draws from those rows, so nothing of the target enters its thresholds.
 """
 from __future__ import annotations
 
@@ -47,6 +53,7 @@ import numpy as np
 import pandas as pd
 
 from routelib import config
+from routelib.columns import SCORED_BY
 from routelib.routing.calibration_readme import readme_text
 from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, DATASET,
                                          DEFAULT_RATIOS, ITEM_ID, LLM, LLM_COLUMNS, METHOD, RATIO,
@@ -216,8 +223,9 @@ def _threshold_sets(others: pd.DataFrame, ratios: np.ndarray,
 class TransferSettings:
     """How :func:`transfer` chooses thresholds: the requested ``ratios``, the ``strategy``
     (:data:`STRATEGIES`), its ``runs`` (calibration draws, seeds ``seed, seed + 1, ...``), the
-    ``source`` dataset of ``"single"`` (None: each other dataset in turn) and Algorithm 1's
-    ``n_bins`` and ``fraction``."""
+    ``source`` dataset of ``"single"`` (None: each other dataset in turn), Algorithm 1's
+    ``n_bins`` and ``fraction``, and the ``pool`` the other datasets' rows are read from (None:
+    the confidence table; module docstring)."""
     ratios: tuple = tuple(DEFAULT_RATIOS)
     runs: int = 3
     seed: int = config.SEED
@@ -225,6 +233,7 @@ class TransferSettings:
     source: str | None = None
     n_bins: int = N_BINS
     fraction: float = FRACTION
+    pool: pd.DataFrame | None = None
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -248,13 +257,17 @@ def transfer(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method
     of opposite sign do not cancel), ``accuracy`` reached on the target (LLM answers on routed
     items, SLM answers on the rest) and ``ground_truth_accuracy``, the target's own curve at the
     requested ratio (:func:`routelib.routing.simulation.accuracy_curve`, ties by item id). ``llm``
-    may be omitted when the LLM table holds one LLM.
+    may be omitted when the LLM table holds one LLM. With a ``pool`` (a setting), the other
+    datasets' rows come from it, those scored by the target's own probe (module docstring),
+    not from ``conf_table``.
     """
     st = replace(settings or TransferSettings(), **overrides)
     check_columns(conf_table, CONF_COLUMNS, "confidence table")
     check_columns(llm_table, LLM_COLUMNS, "LLM table")
     st.check()
     others, p, llm = _target_items(conf_table, llm_table, slm, method, target, llm)
+    if st.pool is not None:
+        others = _pool_rows(st.pool, others, slm, method, target)
     conf = p[CONFIDENCE].to_numpy(float)
     slm_ok, llm_ok = p["slm_correct"].to_numpy(bool), p["llm_correct"].to_numpy(bool)
     r = np.atleast_1d(np.asarray(st.ratios, dtype=float))
@@ -292,6 +305,21 @@ def _target_items(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, m
     p = pair_items(rows[rows[DATASET] == target], llm_rows[llm_rows[DATASET] == target],
                    where=f" (slm {slm!r}, method {method!r})")
     return others, p, llm
+
+
+def _pool_rows(pool: pd.DataFrame, others: pd.DataFrame, slm: str, method: str,
+               target: str) -> pd.DataFrame:
+    """The rows of ``others``' datasets and items as the target's own probe scored them."""
+    check_columns(pool, (*CONF_COLUMNS, SCORED_BY), "OOD pool")
+    rows = pool[(pool[SLM] == slm) & (pool[METHOD] == method) & (pool[SCORED_BY] == target)
+                & (pool[DATASET] != target)]
+    keys = others[[DATASET, ITEM_ID]].drop_duplicates()
+    out = rows.merge(keys, on=[DATASET, ITEM_ID])
+    if len(out) != len(keys):
+        raise CalibrationError(f"the OOD pool has {len(out)} of the {len(keys)} other items "
+                               f"scored by target {target!r}'s own probe (slm {slm!r}, method "
+                               f"{method!r}); rebuild it with `python -m routelib uq`")
+    return out.sort_values([DATASET, ITEM_ID], kind="mergesort").reset_index(drop=True)
 
 
 def transfer_table(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method: str,

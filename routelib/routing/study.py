@@ -117,19 +117,25 @@ def method_means(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
-                   runs_: int = 3, ratios=R.DEFAULT_RATIOS,
-                   seed: int = config.SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   runs_: int = 3, ratios=R.DEFAULT_RATIOS, seed: int = config.SEED,
+                   pool: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leave-one-dataset-out transfer for every (slm, method) and target, all strategies
     (calibration draws with seeds ``seed, seed + 1, ...``); returns (transfer table,
-    :func:`routelib.routing.calibration.transfer_errors` table)."""
+    :func:`routelib.routing.calibration.transfer_errors` table). ``pool``: the OOD pool
+    (:data:`routelib.columns.OOD_POOL_COLUMNS`); an (slm, method) it has rows for takes every
+    target's other datasets from it (:func:`routelib.routing.calibration.transfer`)."""
     frames = []
     for slm in slms:
         for m in methods:
             rows = pooled_for(conf_table, slm, m)
             if rows[R.DATASET].nunique() < 2:
                 continue
+            own = None
+            if pool is not None and len(pool):
+                own = pool[(pool[R.SLM] == slm) & (pool[R.METHOD] == m)]
+                own = own if len(own) else None
             frames.append(cal.transfer_table(rows, matched_llm(rows, llm_table), slm, m,
-                                             ratios=ratios, runs=runs_, seed=seed))
+                                             ratios=ratios, runs=runs_, seed=seed, pool=own))
     if not frames:
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
     table = pd.concat(frames, ignore_index=True)
