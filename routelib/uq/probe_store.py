@@ -36,7 +36,7 @@ import numpy as np
 from routelib import config
 from routelib.uq import probe as P
 
-PROBE_VERSION = 1  # bump when MLPProbe's training changes what it computes
+PROBE_VERSION = 2  # 2: class-weighted loss by default; bump when MLPProbe's training changes what it computes
 
 
 def digest_arrays(*arrays) -> str:
