@@ -136,3 +136,29 @@ def test_ood_pool_scores_every_dataset_with_each_targets_own_probe(use_data_dir,
     others = [t for t in targets if t != "gsm8k"]
     assert any(not np.allclose(pool.loc[pool["scored_by"] == t, "confidence"],
                                pool2.loc[pool2["scored_by"] == t, "confidence"]) for t in others)
+
+
+def test_sample_discards_are_counted_from_the_cache(use_data_dir):
+    from routelib import models
+    be = FakeBackend(name="smollm2-135m")
+    be.model_id = models.model_id("smollm2-135m")
+    replies = iter(["", "", "", "", ""] + [" B", "x", " B", " C", ""] + [" A"] * 20)
+
+    class Scripted(FakeBackend):
+        def generate(self, requests):
+            out = super().generate(requests)
+            for gens in out:
+                for g in gens:
+                    if requests[0].temperature > 0:
+                        g.text = next(replies)
+            return out
+    sb = Scripted(name="smollm2-135m")
+    sb.model_id = be.model_id
+    table = confidence.confidence_table("smollm2-135m", ["commonsenseqa"], ["jaccard_degree"],
+                                        limit=3, backend=sb, progress=False)
+    counts = confidence.sample_discards("smollm2-135m", ["commonsenseqa", "gsm8k"], limit=3)
+    # gsm8k is not cached: left out; commonsenseqa's 3 items: 5 + 2 ("x", "") + 0 samples discarded,
+    # the item with nothing usable discarded
+    assert counts[["dataset", "items", "samples", "discarded_samples", "discarded_items"]] \
+        .values.tolist() == [["commonsenseqa", 3, 15, 7, 1]]
+    assert int(table["discarded"].sum()) == 1

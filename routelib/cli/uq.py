@@ -51,6 +51,10 @@ def cmd_uq(args) -> int:
         if len(disc):
             print("discarded items (no usable confidence):")
             print(disc.to_string(index=False))
+        if "jaccard_degree" in methods:
+            print("jaccard_degree samples discarded (empty or naming no option):")
+            print(confidence.sample_discards(model, datasets, o.limit_arg(args))
+                  .to_string(index=False))
     return 0
 
 

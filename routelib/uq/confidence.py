@@ -259,6 +259,28 @@ def load_ood_pool(model: str, datasets: Sequence[str] | None = None,
     return ood_pool_table(model, want, limit=limit, cached_only=True, progress=False)
 
 
+def sample_discards(model: str, datasets: Sequence[str] | None = None,
+                    limit: int | None = config.LIMIT) -> pd.DataFrame:
+    """The Jaccard degree's discarded *samples*, from the cache (no model): per dataset, the
+    items, their samples, the samples discarded (empty, or naming no option on MCQ /
+    true-false; :func:`routelib.uq.methods.usable_samples`) and the items left with fewer than
+    2 usable samples (the method's discarded items). Datasets not cached are left out."""
+    o = replace(RunOptions(progress=False), backend=_refuse)
+    rows = []
+    for ds in list(datasets or data.DATASETS):
+        try:
+            _, _, st = item_stats(model, ds, ["jaccard_degree"], limit=limit, options=o)
+        except NotCached:
+            continue
+        kept = [len(uq.usable_samples(d)) for d in st]
+        n = sum(len(d[S.SAMPLE_TEXTS]) for d in st)
+        rows.append({"slm": model, "dataset": ds, "items": len(st), "samples": n,
+                     "discarded_samples": n - sum(kept),
+                     "discarded_items": sum(k < 2 for k in kept)})
+    return pd.DataFrame(rows, columns=["slm", "dataset", "items", "samples", "discarded_samples",
+                                       "discarded_items"])
+
+
 def discard_summary(table: pd.DataFrame) -> pd.DataFrame:
     """Per (slm, dataset, method): items, discarded items and the discard rate (only rows with
     at least one discard, so nothing dropped goes unreported)."""
