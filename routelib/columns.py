@@ -21,3 +21,9 @@ CURVE_COLUMNS = (RATIO, ACCURACY, ROUTED, THRESHOLD)
 SIM_COLUMNS = (SLM, LLM, DATASET, METHOD, ROUTER, RATIO, ACCURACY, ROUTED, THRESHOLD, N)
 TOP_K_COLUMNS = ("keep_fraction", "n_kept", "slm_accuracy", "llm_accuracy",
                  "relative_accuracy", "llm_accuracy_all", "relative_to_all")
+
+# the OOD probe's calibration pool (:func:`routelib.uq.confidence.ood_pool_table`): for each
+# leave-one-dataset-out target (``scored_by``), every dataset's items scored by that target's
+# own OOD probe, trained without it
+SCORED_BY = "scored_by"
+OOD_POOL_COLUMNS = (SLM, SCORED_BY, DATASET, ITEM_ID, METHOD, CONFIDENCE, CORRECT)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from routelib.config import SEED
-from routelib.routing import calibration as cal, simulation as routing
+from routelib.routing import calibration as cal, simulation as routing, transfer_runs
 
 # hand-made pool over [0, 3] with 3 bins [0,1) [1,2) [2,3]: 25, 15 and 4 items
 BIN_VALUES = [np.linspace(0, 0.96, 25), 1 + np.linspace(0, 0.9, 15), [2.2, 2.5, 2.8, 3.0]]
@@ -115,7 +115,7 @@ def test_a_calibration_set_from_the_targets_own_distribution_transfers_its_ratio
     conf, llm = _tables({"a": 0.0, "b": 0.0, "c": 0.0})
     res = pd.concat([cal.transfer(conf, llm, "s", "m", "c", strategy=s) for s in cal.STRATEGIES])
     assert list(res.columns) == list(cal.TRANSFER_COLUMNS)
-    err = cal.transfer_errors(res).set_index("strategy")
+    err = transfer_runs.transfer_errors(res).set_index("strategy")
     # the calibration set holds ~1000 items: quantile sd <= 0.016, plus the target's 0.007
     assert (err["mean_abs_ratio_error"] < 0.03).all()
     assert (err["mean_abs_accuracy_gap"] < 0.03).all()
@@ -137,7 +137,7 @@ def test_a_shifted_target_breaks_pooled_and_calibration_thresholds():
     res = pd.concat([cal.transfer(conf, llm, "s", "m", "d", strategy=s, runs=1)
                      for s in ("calibration", "pooled")]
                     + [cal.transfer(conf, llm, "s", "m", "d", strategy="single", source="e")])
-    err = cal.transfer_errors(res).set_index("strategy")
+    err = transfer_runs.transfer_errors(res).set_index("strategy")
     assert err.loc["pooled", "mean_abs_ratio_error"] > 0.15
     assert err.loc["calibration", "mean_abs_ratio_error"] > 0.15
     assert err.loc["single", "mean_abs_ratio_error"] < 0.03      # a source like the target
@@ -192,7 +192,7 @@ def test_transfer_errors_hand_values_leave_out_the_endpoints():
         for r, e, a in zip([0.0, 0.3, 0.6, 1.0], errs, accs):
             rows.append(("s", "L", "m", target, "pooled", "o", r, r, e, a, 0.7, 1))
     res = pd.DataFrame(rows, columns=list(cal.TRANSFER_COLUMNS))
-    out = cal.transfer_errors(res)
+    out = transfer_runs.transfer_errors(res)
     assert list(out.columns) == list(cal.ERROR_COLUMNS)
     out = out.set_index("target")
     assert out.loc["x", "mean_abs_ratio_error"] == pytest.approx(0.2)
@@ -200,7 +200,7 @@ def test_transfer_errors_hand_values_leave_out_the_endpoints():
     assert out.loc["x", "mean_accuracy_gap"] == pytest.approx(-0.05)       # (-.1 + 0) / 2
     assert out.loc["x", "mean_abs_accuracy_gap"] == pytest.approx(0.05)
     assert out.loc["y", "mean_accuracy_gap"] == pytest.approx(0.2)
-    full = cal.transfer_errors(res, include_endpoints=True).set_index("target")
+    full = transfer_runs.transfer_errors(res, include_endpoints=True).set_index("target")
     assert full.loc["x", "mean_abs_ratio_error"] == pytest.approx(0.1)
 
 
@@ -265,3 +265,59 @@ def test_run_spread_by_hand():
     assert sp.loc["random", ["error", "error_sd", "error_min", "error_max", "runs"]].tolist() \
         == pytest.approx([0.2, 0.1, 0.1, 0.3, 3])
     assert sp.loc["pooled", "error_sd"] == 0.0 and sp.loc["pooled", "runs"] == 1
+# ---- the OOD probe's pool: nothing of the target enters its thresholds ----------------------
+def _ood_pool(conf: pd.DataFrame, shift: dict) -> pd.DataFrame:
+    """Every dataset's items as each target's own probe scores them: the table's confidences
+    moved by ``shift[target]`` (a different probe per target); the target's own block equals
+    its rows in the confidence table, as ood_pool_table builds it."""
+    parts = []
+    for target in dict.fromkeys(conf["dataset"]):
+        block = conf.assign(scored_by=target)
+        own = block["dataset"] == target
+        block.loc[~own, "confidence"] += shift[target]
+        parts.append(block)
+    return pd.concat(parts, ignore_index=True)
+
+
+@pytest.mark.parametrize("strategy", cal.STRATEGIES)
+def test_the_targets_data_cannot_change_its_thresholds_with_the_pool(strategy):
+    conf, llm = _tables({"a": 0.0, "b": 1.0, "t": 2.0}, n=400)
+    pool = _ood_pool(conf, {"a": 0.3, "b": -0.2, "t": 0.5})
+    kw = dict(ratios=[0.2, 0.5], runs=2, strategy=strategy)
+    base = cal.transfer(conf, llm, "s", "m", "t", pool=pool, **kw)
+    # t's data enters the other datasets' own OOD probes (trained on t): whatever those probes
+    # give a and b in the confidence table, and whatever a's and b's own probes give anything
+    # in the pool, t's thresholds come from t's own probe only
+    moved = conf.copy()
+    moved.loc[moved["dataset"] != "t", "confidence"] *= 3.0
+    other_probes = pool.copy()
+    other_probes.loc[other_probes["scored_by"] != "t", "confidence"] -= 5.0
+    again = cal.transfer(moved, llm, "s", "m", "t", pool=other_probes, **kw)
+    pd.testing.assert_frame_equal(base, again)
+    # without the pool the same change moves t's thresholds (the leak the pool closes)
+    leaky = cal.transfer(conf, llm, "s", "m", "t", **kw)
+    leaky_moved = cal.transfer(moved, llm, "s", "m", "t", **kw)
+    assert not np.allclose(leaky["realized_ratio"], leaky_moved["realized_ratio"])
+    # and the pool is what is read: shifting t's own probe's scores of a and b moves them
+    own = pool.copy()
+    own.loc[(own["scored_by"] == "t") & (own["dataset"] != "t"), "confidence"] += 1.0
+    assert not np.allclose(cal.transfer(conf, llm, "s", "m", "t", pool=own, **kw)
+                           ["realized_ratio"], base["realized_ratio"])
+
+
+def test_pooled_thresholds_are_quantiles_of_the_targets_own_probe_scores():
+    conf, llm = _tables({"a": 0.0, "t": 2.0}, n=400)
+    pool = _ood_pool(conf, {"a": 0.0, "t": 0.7})
+    got = cal.transfer(conf, llm, "s", "m", "t", pool=pool, strategy="pooled", ratios=[0.3])
+    scored = conf.loc[conf["dataset"] == "a", "confidence"].to_numpy() + 0.7
+    t = cal.thresholds_from_calibration(scored, [0.3])[0]
+    target = conf.loc[conf["dataset"] == "t", "confidence"].to_numpy()
+    assert got["realized_ratio"].iloc[0] == pytest.approx(
+        routing.apply_threshold(target, t).mean())
+
+
+def test_a_pool_missing_the_targets_block_is_refused():
+    conf, llm = _tables({"a": 0.0, "t": 2.0}, n=50)
+    pool = _ood_pool(conf, {"a": 0.0, "t": 0.7})
+    with pytest.raises(cal.CalibrationError, match="own probe"):
+        cal.transfer(conf, llm, "s", "m", "t", pool=pool[pool["scored_by"] != "t"])

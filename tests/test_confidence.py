@@ -2,6 +2,8 @@
 verbal numbers, refusals, cached-only reading and the probes' train/eval separation."""
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from routelib.models.fake import FakeBackend
@@ -125,3 +127,72 @@ def test_load_table_reads_a_saved_table_of_other_datasets_as_it_is(use_data_dir)
     # a method the saved table lacks: computed from the cache (nothing cached: named missing)
     other = confidence.load_table("smollm2-135m", ["gsm8k"], ["p_true"], limit=8)
     assert other.empty and other.attrs["missing"] == ["gsm8k"]
+def _ood_respond(right_train: str):
+    """gsm8k: the train item named ``right_train`` and eval item 0 answered right."""
+    def respond(prompt):
+        if right_train in prompt or "test question 0" in prompt:
+            return "The answer is 1." if "train" in prompt else "The answer is 18."
+        return "The answer is 2." if "train question 1" in prompt else "The answer is 7."
+    return respond
+
+
+def test_ood_pool_scores_every_dataset_with_each_targets_own_probe(use_data_dir, monkeypatch,
+                                                                    tmp_path):
+    from routelib import data
+    from routelib.columns import OOD_POOL_COLUMNS
+    monkeypatch.setattr(data, "DATASETS", {k: None for k in ("gsm8k", "piqa", "coqa")})
+    names = ["gsm8k", "piqa", "coqa"]
+
+    def pool_and_table(right_train, cache):
+        monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(tmp_path / cache))
+        kw = dict(limit=5, train_limit=5, backend=fake(respond=_ood_respond(right_train)),
+                  progress=False)
+        return (confidence.ood_pool_table("fake", names, **kw),
+                confidence.confidence_table("fake", names, ["ood_probe"], **kw))
+    pool, table = pool_and_table("train question 0", "one")
+    assert list(pool.columns) == list(OOD_POOL_COLUMNS)
+    targets = [t for t in names if (pool["scored_by"] == t).any()]
+    assert "gsm8k" in targets and len(targets) >= 2
+    for t in targets:   # each target's probe scored every dataset's evaluation items
+        block = pool[pool["scored_by"] == t]
+        assert block.groupby("dataset").size().to_dict() == \
+            table[table["method"] == "ood_probe"].groupby("dataset").size().to_dict()
+        # its own block is its row in the confidence table (the same stored probe)
+        own = block[block["dataset"] == t].set_index("item_id")["confidence"]
+        rows = table[(table["dataset"] == t)].set_index("item_id")["confidence"]
+        pd.testing.assert_series_equal(own, rows, check_names=False)
+    # gsm8k's train labels change: the blocks of the probes that saw them change, gsm8k's own
+    # (trained without gsm8k) does not
+    pool2, _ = pool_and_table("train question 2", "two")
+    g1 = pool[pool["scored_by"] == "gsm8k"].reset_index(drop=True)
+    g2 = pool2[pool2["scored_by"] == "gsm8k"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(g1, g2)
+    others = [t for t in targets if t != "gsm8k"]
+    assert any(not np.allclose(pool.loc[pool["scored_by"] == t, "confidence"],
+                               pool2.loc[pool2["scored_by"] == t, "confidence"]) for t in others)
+
+
+def test_sample_discards_are_counted_from_the_cache(use_data_dir):
+    from routelib import models
+    be = FakeBackend(name="smollm2-135m")
+    be.model_id = models.model_id("smollm2-135m")
+    replies = iter(["", "", "", "", ""] + [" B", "x", " B", " C", ""] + [" A"] * 20)
+
+    class Scripted(FakeBackend):
+        def generate(self, requests):
+            out = super().generate(requests)
+            for gens in out:
+                for g in gens:
+                    if requests[0].temperature > 0:
+                        g.text = next(replies)
+            return out
+    sb = Scripted(name="smollm2-135m")
+    sb.model_id = be.model_id
+    table = confidence.confidence_table("smollm2-135m", ["commonsenseqa"], ["jaccard_degree"],
+                                        limit=3, backend=sb, progress=False)
+    counts = confidence.sample_discards("smollm2-135m", ["commonsenseqa", "gsm8k"], limit=3)
+    # gsm8k is not cached: left out; commonsenseqa's 3 items: 5 + 2 ("x", "") + 0 samples discarded,
+    # the item with nothing usable discarded
+    assert counts[["dataset", "items", "samples", "discarded_samples", "discarded_items"]] \
+        .values.tolist() == [["commonsenseqa", 3, 15, 7, 1]]
+    assert int(table["discarded"].sum()) == 1

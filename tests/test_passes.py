@@ -186,15 +186,80 @@ def test_samples_five_reproducible_texts_at_temperature_one_seed_50(records, row
     assert conf == pytest.approx(0.84)
 
 
-def test_samples_of_choice_rows_are_generated_text(make_record):
+class Scripted(Spy):
+    """Replies to sampled requests with the given texts, in order (then the fake's own)."""
+
+    def __init__(self, texts, **kw):
+        super().__init__(**kw)
+        self.texts = list(texts)
+
+    def generate(self, requests):
+        out = super().generate(requests)
+        for gens in out:
+            for g in gens:
+                if self.texts:
+                    g.text = self.texts.pop(0)
+        return out
+
+
+@pytest.mark.parametrize("style", ["options", "letters"])
+def test_choice_samples_come_from_the_letters_prompt_and_name_options(make_record, style):
     rec = make_record("mcq", id="cs-1")
-    [row] = answer_records(FakeBackend(), [rec], AnswerConfig("options"))
-    be = Spy()
+    [row] = answer_records(FakeBackend(), [rec], AnswerConfig(style))
+    be = Scripted([" B", " B. library", "(B) the library", " C.", " E"])
     [st] = compute_stats(be, [rec], [row], ["jaccard_degree"])
     [[req]] = be.batches["generate"]
-    assert (req.prompt, req.max_new_tokens, req.stop) == (row["prompt"], 32, ("\n",))
-    assert len(st[S.SAMPLE_TEXTS]) == 5
-    assert all(t.startswith("The answer is 42. #") for t in st[S.SAMPLE_TEXTS])
+    # the options are in the prompt whatever style chose the greedy answer
+    assert req.prompt == ("Question: Where do you borrow books?\nA. bank\nB. library\n"
+                          "C. department store\nD. mall\nE. new york\nAnswer with the letter "
+                          "of the correct option.\nAnswer:")
+    assert (req.max_new_tokens, req.stop, req.temperature, req.n, req.seed) == (
+        passes.CHOICE_SAMPLE_MAX_TOKENS, ("\n",), 1.0, 5, 50)
+    assert st[S.SAMPLE_ANSWERS] == ["library", "library", "library", "department store",
+                                    "new york"]
+    # W: the three "library" agree (1), "department store" / "new york" / "library" share no
+    # word (0): mean(W) = (5 + 3 * 2) / 25
+    assert uq.JaccardDegree()(st) == pytest.approx(11 / 25)
+
+
+def test_empty_or_unparsable_choice_samples_are_discarded_not_matches(make_record):
+    rec = make_record("true_false", id="tf-1")
+    [row] = answer_records(FakeBackend(), [rec], AnswerConfig("options"))
+    be = Scripted(["", " ", " A", "The sky", " no"])
+    [st] = compute_stats(be, [rec], [row], ["jaccard_degree"])
+    assert st[S.SAMPLE_ANSWERS] == [None, None, "yes", None, "no"]
+    assert uq.usable_samples(st) == ["yes", "no"]
+    assert uq.JaccardDegree()(st) == pytest.approx(0.5)   # yes vs no: (2 + 0) / 4
+    # all empty: before, J(empty, empty) = 1 made this a perfect 1.0; now a discard
+    [st2] = compute_stats(Scripted([""] * 5), [rec], [row], ["jaccard_degree"])
+    assert st2[S.SAMPLE_ANSWERS] == [None] * 5
+    assert math.isnan(uq.JaccardDegree()(st2))
+    [st3] = compute_stats(Scripted([" A", "", "", " F", "?"]), [rec], [row], ["jaccard_degree"])
+    assert math.isnan(uq.JaccardDegree()(st3))   # one usable sample: nothing to compare
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("A", "bank"), (" B.", "library"), ("(C) store", "department store"), ("[D]", "mall"),
+    (" E: new york", "new york"), ("**Option D**", "mall"), ("option b", "library"),
+    ("D . 4", "mall"), ("A person", None), ("F", None), ("", None), ("b", None),
+    ("1. A", None), ("The answer is B", None), ("BC what", None)])
+def test_parse_choice_by_hand(make_record, text, expected):
+    assert passes.parse_choice(text, make_record("mcq")) == expected
+
+
+def test_parse_choice_true_false_words(make_record):
+    rec = make_record("true_false")
+    assert [passes.parse_choice(t, rec) for t in (" Yes, it is", "no", "B", "C", "maybe")] == [
+        "yes", "no", "no", None, None]
+
+
+def test_choice_samples_have_their_own_cache_key_free_form_keep_theirs():
+    free = {"answer": {"style": "generate"}}
+    assert passes.pass_params("samples", free) is passes.PASS_PARAMS["samples"]
+    for style in ("options", "letters"):
+        assert passes.pass_params("samples", {"answer": {"style": style}}) == \
+            passes.CHOICE_SAMPLES_PARAMS
+    assert passes.pass_params("hidden", free) is passes.PASS_PARAMS["hidden"]
 
 
 def test_samples_refuse_a_row_whose_prompt_changed(records, rows):

@@ -348,3 +348,17 @@ def test_method_summary_draws_each_slms_mean_per_method(tables):
     _close(fig)
     with pytest.raises(ValueError, match="non-empty"):
         plots.method_summary()
+def test_probe_learning_curves_one_panel_per_slm_points_without_auroc_left_out():
+    curve = pd.DataFrame({
+        "slm": ["a", "a", "a", "a", "b", "b"], "dataset": ["x", "x", "y", "y", "x", "x"],
+        "n_train": [50, 100, 50, 100, 50, 100], "auroc": [0.6, 0.7, np.nan, 0.55, 0.5, 0.52]})
+    fig = plots.probe_learning_curves(curve)
+    panels = [ax for ax in fig.axes if ax.get_title() in ("a", "b")]
+    assert [ax.get_title() for ax in panels] == ["a", "b"]
+    lines = {ax.get_title(): {ln.get_label(): ln.get_xydata().tolist() for ln in ax.get_lines()
+                              if not ln.get_label().startswith("_")} for ax in panels}
+    assert lines["a"] == {"x": [[50, 0.6], [100, 0.7]], "y": [[100, 0.55]]}
+    assert lines["b"] == {"x": [[50, 0.5], [100, 0.52]]}
+    plt.close(fig)
+    with pytest.raises(ValueError, match="empty"):
+        plots.probe_learning_curves(curve.iloc[:0])

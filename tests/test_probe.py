@@ -71,7 +71,8 @@ def test_leaves_global_torch_rng_alone():
 def test_sklearn_conventions(fitted):
     p = MLPProbe(lr=1e-3, epochs=3)
     assert p.get_params() == dict(hidden=(256, 128, 64), lr=1e-3, epochs=3, batch_size=32,
-                                  seed=50, weight_decay=0.0, standardize=True)
+                                  seed=50, weight_decay=0.0, standardize=True,
+                                  class_weight="balanced")
     assert not [a for a in vars(p) if a.endswith("_")]
     with pytest.raises(NotFittedError):
         p.predict_proba(np.zeros((2, 32)))
@@ -197,3 +198,35 @@ def test_save_and_load_give_the_same_probabilities(tmp_path):
     back = MLPProbe.load(tmp_path / "p.pt")
     np.testing.assert_array_equal(back.predict_proba(X), probe.predict_proba(X))
     assert back.get_params() == probe.get_params()
+
+
+# ---- class weighting ------------------------------------------------------------------------
+def test_class_weights_by_hand():
+    np.testing.assert_allclose(P.class_weights(np.array([1, 0, 0, 0]), "balanced"),
+                               [2.0, 2 / 3, 2 / 3, 2 / 3])   # n / (2 n_c): 4/2, 4/6
+    np.testing.assert_allclose(P.class_weights(np.array([1, 0, 0, 0]), None), [1, 1, 1, 1])
+    with pytest.raises(ValueError, match="balanced"):
+        P.class_weights(np.array([1, 0]), "inverse")
+
+
+def test_balanced_classes_weigh_every_item_one_so_the_fit_is_unchanged():
+    X, y = blobs(64, d=8)
+    X_test, _ = blobs(20, d=8, seed=3)
+    a = MLPProbe(**SMALL).fit(X, y).predict_proba(X_test)
+    b = MLPProbe(**SMALL, class_weight=None).fit(X, y).predict_proba(X_test)
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_weighting_changes_the_fit_on_an_imbalanced_set():
+    # 6 correct among 120, weak signal: the unweighted loss is minimized by calling nearly
+    # everything wrong; the weighted one puts the correct items near the middle or above
+    rng = np.random.default_rng(4)
+    y = np.zeros(120, int)
+    y[rng.choice(120, 6, replace=False)] = 1
+    X = (rng.normal(0, 1, (120, 8)) + 0.3 * y[:, None]).astype(np.float32)
+    fast = dict(SMALL, lr=1e-2)
+    plain = MLPProbe(**fast, class_weight=None).fit(X, y).predict_proba(X)[:, 1]
+    weighted = MLPProbe(**fast).fit(X, y).predict_proba(X)[:, 1]
+    assert plain[y == 1].mean() < 0.4 and (plain < 0.5).all()   # every item called wrong
+    assert weighted[y == 1].min() > 0.5                          # every correct one found
+    assert weighted[y == 1].mean() > plain[y == 1].mean() + 0.3

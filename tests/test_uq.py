@@ -207,8 +207,13 @@ def test_jaccard_degree_direction(m):
 def test_word_sets_and_empty_answers():
     assert uq.word_set("Paris. PARIS, (paris)!") == {"paris"}
     assert uq.word_set("It's 3.5 -- \u201cdone\u201d") == {"it's", "3.5", "done"}
-    assert uq.jaccard(uq.word_set(""), uq.word_set("...")) == 1.0
+    assert uq.jaccard(uq.word_set(""), uq.word_set("...")) == 0.0   # empty matches nothing
     assert uq.jaccard(uq.word_set(""), uq.word_set("x")) == 0.0
+    # empty free-form samples are discarded: 3 usable, {paris} x2 and {lyon}
+    st = item(**{S.SAMPLE_TEXTS: ["Paris", "", "paris.", "...", "Lyon"]})
+    assert uq.usable_samples(st) == ["Paris", "paris.", "Lyon"]
+    assert uq.JaccardDegree()(st) == pytest.approx((3 + 2) / 9)
+    assert math.isnan(uq.JaccardDegree()(item(**{S.SAMPLE_TEXTS: ["", "", " ", ".", "x"]})))
     with pytest.raises(ValueError, match="at least 2"):
         uq.JaccardDegree()(item(**{S.SAMPLE_TEXTS: ["only one"]}))
 

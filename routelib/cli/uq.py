@@ -71,6 +71,12 @@ def cmd_uq(args) -> int:
         saved = confidence.save_table(confidence.merge_into_saved(table, path), path)
         print(f"wrote {saved} ({len(table)} rows of this run, "
               f"{len(pd.read_parquet(saved))} in all)")
+        if "ood_probe" in methods:
+            pool = confidence.ood_pool_table(model, datasets, limit=o.limit_arg(args),
+                                             train_limit=args.train_limit or None,
+                                             backend=backend, source=args.source)
+            path = confidence.save_table(pool, confidence.ood_pool_path(label, o.limit_arg(args)))
+            print(f"wrote {path} ({len(pool)} rows: each target's own OOD probe on every dataset)")
         auc = metrics.auroc_table(table)
         print(auc.pivot(index="dataset", columns="method", values="auroc")
               .reindex(columns=methods).round(3).to_string())
@@ -78,6 +84,10 @@ def cmd_uq(args) -> int:
         if len(disc):
             print("discarded items (no usable confidence):")
             print(disc.to_string(index=False))
+        if "jaccard_degree" in methods:
+            print("jaccard_degree samples discarded (empty or naming no option):")
+            print(confidence.sample_discards(model, datasets, o.limit_arg(args))
+                  .to_string(index=False))
     return 0
 
 

@@ -10,6 +10,8 @@
   confidence table (+ :func:`distributions.distribution_shift` for the legend).
 - :func:`calibration_vs_full` (Figure 5): thresholds from other data vs. the target's own,
   :func:`calibration.transfer_table`.
+- :func:`probe_learning_curves`: trained-probe AUROC vs. train items,
+  :func:`routelib.uq.learning_curve.learning_curve_table`.
 
 Nothing is shown and no backend is set: call ``matplotlib.use("Agg")`` first for files only.
 Each UQ method keeps one colour in every figure (:data:`METHOD_PALETTE`, seaborn "tab10" in the
@@ -366,4 +368,30 @@ def calibration_vs_full(transfer_table_df: pd.DataFrame, target=None) -> Figure:
     first = t.iloc[0]
     who = ", ".join(str(first[c]) for c in (SLM, LLM, METHOD) if c in t)
     fig.suptitle(f"Thresholds transferred to unseen data vs. the target's own\n({who})")
+    return fig
+
+
+def probe_learning_curves(curve: pd.DataFrame) -> Figure:
+    """In-domain probe AUROC vs. train items, one panel per SLM, one line per dataset.
+
+    Input: :func:`routelib.uq.learning_curve.learning_curve_table`. Points without an AUROC (one
+    class among the train or the evaluation items) are left out; the dashed line is chance."""
+    import matplotlib.pyplot as plt
+    check_columns(curve, ("slm", DATASET, "n_train", AUROC), "learning-curve table")
+    slms = list(dict.fromkeys(curve["slm"]))
+    if not slms:
+        raise ValueError("the learning-curve table is empty")
+    fig, axes = plt.subplots(1, len(slms), figsize=(5 * len(slms), 3.6), squeeze=False,
+                             layout="constrained", sharey=True)
+    for ax, slm in zip(axes[0], slms):
+        d = curve[(curve["slm"] == slm) & curve[AUROC].notna()]
+        for ds in dict.fromkeys(curve[DATASET]):
+            c = d[d[DATASET] == ds].sort_values("n_train")
+            if len(c):
+                ax.plot(c["n_train"], c[AUROC], marker="o", lw=1.5, label=ds)
+        ax.axhline(0.5, color="black", lw=1, ls="--")
+        ax.set_xscale("log")
+        ax.set(title=slm, xlabel="train items (log scale)", ylabel="probe AUROC (eval items)")
+    axes[0][0].legend(fontsize="small")
+    fig.suptitle("Trained probe: AUROC vs. number of train items")
     return fig

@@ -154,7 +154,9 @@ def _transfer_section(rs: saved.RoutingStudy, slms, fig: _Figures) -> list[str]:
                "no binning; `single`: one other "
                "dataset (averaged over the choices). Mean over targets of: |realized - "
                "requested| ratio (mean and max over ratios), and accuracy minus the target's "
-               "own-data curve.\n")
+               "own-data curve. `ood_probe`: the other datasets' items are scored by the "
+               "target's own OOD probe (trained without the target), so nothing of the target "
+               "enters its thresholds.\n")
     out.append("| slm | method | strategy | mean abs ratio error | max abs ratio error | mean "
                "accuracy gap |")
     out.append("|---|---|---|---:|---:|---:|")

@@ -40,6 +40,12 @@ dataset; :data:`STRATEGIES`:
 - ``"single"``: thresholds from one other dataset, ``source``; with ``source=None``, each other
   dataset in turn, the results averaged over them (the expected outcome of picking one other
   dataset at random).
+
+A method whose confidence depends on the target (the OOD probe: each dataset's rows come from a
+probe trained on every other dataset, the target included) passes ``pool``
+(:data:`routelib.columns.OOD_POOL_COLUMNS`, :func:`routelib.uq.confidence.ood_pool_table`): the
+other datasets' items as scored by the *target's own* probe (``scored_by == target``). Every
+strategy then draws from those rows, so nothing of the target enters its thresholds.
 """
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ import numpy as np
 import pandas as pd
 
 from routelib import config
+from routelib.columns import SCORED_BY
 from routelib.routing.calibration_readme import readme_text
 from routelib.routing.simulation import (ACCURACY, CONF_COLUMNS, CONFIDENCE, DATASET,
                                          DEFAULT_RATIOS, ITEM_ID, LLM, LLM_COLUMNS, METHOD, RATIO,
@@ -238,8 +245,9 @@ def _threshold_sets(others: pd.DataFrame, ratios: np.ndarray,
 class TransferSettings:
     """How :func:`transfer` chooses thresholds: the requested ``ratios``, the ``strategy``
     (:data:`STRATEGIES`), its ``runs`` (calibration draws, seeds ``seed, seed + 1, ...``), the
-    ``source`` dataset of ``"single"`` (None: each other dataset in turn) and Algorithm 1's
-    ``n_bins`` and ``fraction``."""
+    ``source`` dataset of ``"single"`` (None: each other dataset in turn), Algorithm 1's
+    ``n_bins`` and ``fraction``, and the ``pool`` the other datasets' rows are read from (None:
+    the confidence table; module docstring)."""
     ratios: tuple = tuple(DEFAULT_RATIOS)
     runs: int = 3
     seed: int = config.SEED
@@ -247,6 +255,7 @@ class TransferSettings:
     source: str | None = None
     n_bins: int = N_BINS
     fraction: float = FRACTION
+    pool: pd.DataFrame | None = None
 
     def check(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -270,13 +279,17 @@ def transfer(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method
     of opposite sign do not cancel), ``accuracy`` reached on the target (LLM answers on routed
     items, SLM answers on the rest) and ``ground_truth_accuracy``, the target's own curve at the
     requested ratio (:func:`routelib.routing.simulation.accuracy_curve`, ties by item id). ``llm``
-    may be omitted when the LLM table holds one LLM.
+    may be omitted when the LLM table holds one LLM. With a ``pool`` (a setting), the other
+    datasets' rows come from it, those scored by the target's own probe (module docstring),
+    not from ``conf_table``.
     """
     st = replace(settings or TransferSettings(), **overrides)
     check_columns(conf_table, CONF_COLUMNS, "confidence table")
     check_columns(llm_table, LLM_COLUMNS, "LLM table")
     st.check()
     others, p, llm = _target_items(conf_table, llm_table, slm, method, target, llm)
+    if st.pool is not None:
+        others = _pool_rows(st.pool, others, slm, method, target)
     conf = p[CONFIDENCE].to_numpy(float)
     slm_ok, llm_ok = p["slm_correct"].to_numpy(bool), p["llm_correct"].to_numpy(bool)
     r = np.atleast_1d(np.asarray(st.ratios, dtype=float))
@@ -322,6 +335,21 @@ def _target_items(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, m
     return others, p, llm
 
 
+def _pool_rows(pool: pd.DataFrame, others: pd.DataFrame, slm: str, method: str,
+               target: str) -> pd.DataFrame:
+    """The rows of ``others``' datasets and items as the target's own probe scored them."""
+    check_columns(pool, (*CONF_COLUMNS, SCORED_BY), "OOD pool")
+    rows = pool[(pool[SLM] == slm) & (pool[METHOD] == method) & (pool[SCORED_BY] == target)
+                & (pool[DATASET] != target)]
+    keys = others[[DATASET, ITEM_ID]].drop_duplicates()
+    out = rows.merge(keys, on=[DATASET, ITEM_ID])
+    if len(out) != len(keys):
+        raise CalibrationError(f"the OOD pool has {len(out)} of the {len(keys)} other items "
+                               f"scored by target {target!r}'s own probe (slm {slm!r}, method "
+                               f"{method!r}); rebuild it with `python -m routelib uq`")
+    return out.sort_values([DATASET, ITEM_ID], kind="mergesort").reset_index(drop=True)
+
+
 def transfer_table(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, method: str,
                    targets=None, strategies=STRATEGIES, **kwargs) -> pd.DataFrame:
     """:func:`transfer` for every target (default: every dataset of the pair) and strategy."""
@@ -329,29 +357,6 @@ def transfer_table(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slm: str, 
     targets = list(dict.fromkeys(rows[DATASET])) if targets is None else list(targets)
     return pd.concat([transfer(conf_table, llm_table, slm, method, t, strategy=s, **kwargs)
                       for t in targets for s in strategies], ignore_index=True)
-
-
-def transfer_errors(result: pd.DataFrame, include_endpoints: bool = False) -> pd.DataFrame:
-    """Per (slm, llm, method, target, strategy): how far transfer missed (:data:`ERROR_COLUMNS`).
-
-    ``mean_abs_ratio_error`` / ``max_abs_ratio_error``: mean and max over ratios of
-    ``ratio_error``; ``mean_accuracy_gap``: mean of ``accuracy - ground_truth_accuracy`` (< 0:
-    transfer lost accuracy), ``mean_abs_accuracy_gap`` its absolute version. Ratios 0 and 1 are
-    exact by construction (thresholds -inf and +inf) and are left out unless
-    ``include_endpoints``, so they do not dilute the means.
-    """
-    check_columns(result, TRANSFER_COLUMNS, "transfer result")
-    r = result if include_endpoints else result[(result[RATIO] > 0) & (result[RATIO] < 1)]
-    if r.empty:
-        raise CalibrationError("no ratios strictly between 0 and 1 in the transfer result; "
-                               "pass include_endpoints=True or use more ratios")
-    gap = r[ACCURACY] - r[GROUND_TRUTH]
-    r = r.assign(_gap=gap, _abs_gap=gap.abs())
-    keys = [SLM, LLM, METHOD, TARGET, STRATEGY]
-    out = r.groupby(keys, sort=False).agg(
-        mean_abs_ratio_error=(RATIO_ERROR, "mean"), max_abs_ratio_error=(RATIO_ERROR, "max"),
-        mean_accuracy_gap=("_gap", "mean"), mean_abs_accuracy_gap=("_abs_gap", "mean"))
-    return out.reset_index()[list(ERROR_COLUMNS)]
 
 
 # ---- export --------------------------------------------------------------------------------

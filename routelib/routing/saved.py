@@ -38,7 +38,8 @@ import numpy as np
 import pandas as pd
 
 from routelib import config
-from routelib.columns import CONF_COLUMNS, DATASET, LLM_COLUMNS, METHOD, SIM_COLUMNS
+from routelib.columns import (CONF_COLUMNS, DATASET, LLM_COLUMNS, METHOD, OOD_POOL_COLUMNS,
+                              SIM_COLUMNS)
 from routelib.routing import study
 from routelib.routing.relative import DEFAULT_KEEP
 from routelib.routing.simulation import DEFAULT_RATIOS
@@ -148,16 +149,23 @@ class RoutingStudy:
         rows = study.routable(conf[conf[METHOD].isin(methods)]) if len(conf) else conf
         slms = self.tables.slms
 
+        pool = self.tables.ood_pool
+        pool = pool[pool[METHOD].isin(methods)] if len(pool) else pool
+
         def compute() -> dict:
             table, errors = study.transfer_study(rows, llm, slms, methods, runs_=s.runs,
-                                                 ratios=np.asarray(s.ratios), seed=s.seed)
+                                                 ratios=np.asarray(s.ratios), seed=s.seed,
+                                                 pool=pool if len(pool) else None)
             per_run = study.transfer_run_errors(rows, llm, slms, methods, runs_=s.runs,
-                                                ratios=np.asarray(s.ratios), seed=s.seed)
+                                                ratios=np.asarray(s.ratios), seed=s.seed,
+                                                pool=pool if len(pool) else None)
             return {"table": table, "errors": errors, "means": study.transfer_means(errors),
                     "runs": per_run, "spread": run_spread(per_run)}
         if rows.empty or llm.empty:
             compute()  # raises CalibrationError, as on any input with nothing to transfer
         inputs = {"conf": frame_digest(rows, CONF_COLUMNS), "llm": frame_digest(llm, LLM_COLUMNS)}
+        if len(pool):
+            inputs["ood_pool"] = frame_digest(pool, OOD_POOL_COLUMNS)
         settings = {k: s.fields()[k] for k in ("ratios", "runs", "seed")}
         settings["transfer_methods"] = methods
         return Transfer(**self._part("transfer", inputs, settings, compute))

@@ -18,7 +18,8 @@ from pathlib import Path
 
 from routelib import config, data
 from routelib.cache import runs
-from routelib.routing import calibration as cal, distributions as D, simulation as R
+from routelib.routing import (calibration as cal, distributions as D, simulation as R,
+                              transfer_runs)
 from routelib.uq.confidence import _refuse
 
 SHARE = 0.95  # "reach 95% of the LLM's accuracy"
@@ -121,30 +122,38 @@ def method_means(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
-                   runs_: int = 3, ratios=R.DEFAULT_RATIOS,
-                   seed: int = config.SEED) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   runs_: int = 3, ratios=R.DEFAULT_RATIOS, seed: int = config.SEED,
+                   pool: pd.DataFrame | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leave-one-dataset-out transfer for every (slm, method) and target, all strategies
     (calibration draws with seeds ``seed, seed + 1, ...``); returns (transfer table,
-    :func:`routelib.routing.calibration.transfer_errors` table)."""
+    :func:`routelib.routing.transfer_runs.transfer_errors` table). ``pool``: the OOD pool
+    (:data:`routelib.columns.OOD_POOL_COLUMNS`); an (slm, method) it has rows for takes every
+    target's other datasets from it (:func:`routelib.routing.calibration.transfer`)."""
     frames = []
     for slm in slms:
         for m in methods:
             rows = pooled_for(conf_table, slm, m)
             if rows[R.DATASET].nunique() < 2:
                 continue
+            own = None
+            if pool is not None and len(pool):
+                own = pool[(pool[R.SLM] == slm) & (pool[R.METHOD] == m)]
+                own = own if len(own) else None
             frames.append(cal.transfer_table(rows, matched_llm(rows, llm_table), slm, m,
-                                             ratios=ratios, runs=runs_, seed=seed))
+                                             ratios=ratios, runs=runs_, seed=seed, pool=own))
     if not frames:
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
     table = pd.concat(frames, ignore_index=True)
-    return table, cal.transfer_errors(table)
+    return table, transfer_runs.transfer_errors(table)
 
 
 def transfer_run_errors(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
                         runs_: int = 3, ratios=R.DEFAULT_RATIOS,
-                        seed: int = config.SEED) -> pd.DataFrame:
+                        seed: int = config.SEED, pool: pd.DataFrame | None = None
+                        ) -> pd.DataFrame:
     """:func:`routelib.routing.transfer_runs.transfer_runs` for every (slm, method) with two
-    datasets or more, every target and strategy: one mean realized-ratio error per run."""
+    datasets or more, every target and strategy: one mean realized-ratio error per run
+    (``pool``: the OOD pool, as in :func:`transfer_study`)."""
     from routelib.routing.transfer_runs import transfer_runs
     frames = []
     for slm in slms:
@@ -153,8 +162,12 @@ def transfer_run_errors(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms,
             if rows[R.DATASET].nunique() < 2:
                 continue
             llm = matched_llm(rows, llm_table)
+            own = None
+            if pool is not None and len(pool):
+                own = pool[(pool[R.SLM] == slm) & (pool[R.METHOD] == m)]
+                own = own if len(own) else None
             frames += [transfer_runs(rows, llm, slm, m, t, strategy=st, runs=runs_,
-                                     ratios=tuple(ratios), seed=seed)
+                                     ratios=tuple(ratios), seed=seed, pool=own)
                        for t in dict.fromkeys(rows[R.DATASET]) for st in cal.STRATEGIES]
     if not frames:
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")

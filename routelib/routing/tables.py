@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from routelib import config
-from routelib.columns import CONFIDENCE_COLUMNS, DATASET, LLM_COLUMNS, METHOD, SLM
+from routelib.columns import (CONFIDENCE_COLUMNS, DATASET, LLM_COLUMNS, METHOD, OOD_POOL_COLUMNS,
+                              SCORED_BY, SLM)
 from routelib.errors import RoutelibError
 from routelib.models.registry import folder_name
 from routelib.routing.study import llm_answers
@@ -55,13 +56,16 @@ class NoResults(RoutelibError, LookupError):
 class Tables:
     """The confidence table of every SLM (``conf``, :data:`routelib.columns.CONFIDENCE_COLUMNS`)
     restricted to datasets the LLM tier has answers for, those answers (``llm``,
-    :data:`routelib.columns.LLM_COLUMNS`), the LLM's name, and what was left out per SLM:
-    ``missing`` and ``probe_train_missing`` (module docstring)."""
+    :data:`routelib.columns.LLM_COLUMNS`), the LLM's name, what was left out per SLM:
+    ``missing`` and ``probe_train_missing`` (module docstring), and the OOD probe's calibration
+    pool (``ood_pool``, :func:`routelib.uq.confidence.ood_pool_table`) on the same datasets."""
     conf: pd.DataFrame
     llm: pd.DataFrame
     llm_name: str
     missing: dict = field(default_factory=dict)
     probe_train_missing: dict = field(default_factory=dict)
+    ood_pool: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        columns=list(OOD_POOL_COLUMNS)))
 
     @property
     def slms(self) -> list[str]:
@@ -119,7 +123,24 @@ def load(slms, llm: str, datasets=None, methods=None, limit: int | None = config
     tables = [confidence.load_table(s, datasets, methods, limit=limit) if quick else
               confidence.confidence_table(s, datasets, methods, limit=limit, progress=False)
               for s in slms]
-    return attach_llm(tables, llm, limit=limit, quick=quick, slms=slms)
+    out = attach_llm(tables, llm, limit=limit, quick=quick, slms=slms)
+    if methods is None or "ood_probe" in methods:
+        pools = [confidence.load_ood_pool(s, datasets, limit=limit) if quick else
+                 confidence.ood_pool_table(s, datasets, limit=limit, progress=False)
+                 for s in slms]
+        out.ood_pool = restrict_pool(pd.concat(pools, ignore_index=True), out.conf)
+    return out
+
+
+def restrict_pool(pool: pd.DataFrame, conf: pd.DataFrame) -> pd.DataFrame:
+    """The pool rows of the SLMs and datasets ``conf`` holds (as targets and as data)."""
+    if pool.empty or conf.empty:
+        return pool.iloc[:0]
+    keep = set(zip(conf[SLM], conf[DATASET]))
+    pairs = list(zip(pool[SLM], pool[DATASET]))
+    targets = list(zip(pool[SLM], pool[SCORED_BY]))
+    mask = [p in keep and t in keep for p, t in zip(pairs, targets)]
+    return pool[mask].reset_index(drop=True)
 
 
 def attach_llm(tables, llm: str, limit: int | None = config.LIMIT, quick: bool = True,

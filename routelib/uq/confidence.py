@@ -25,6 +25,14 @@ Probes. Both read the hidden state after layer -8 at the last token of prompt + 
   an item they were trained on.
 - ``ood_probe``: the same, lr 1e-4, fitted on the ``train`` items of every *other* dataset of
   :data:`routelib.data.DATASETS` (13 for the paper's 14), never the evaluated one.
+
+The OOD calibration pool (:func:`ood_pool_table`, :data:`routelib.columns.OOD_POOL_COLUMNS`).
+In the confidence table each dataset's ``ood_probe`` rows come from *its own* OOD probe, which
+was trained on every other dataset. Leave-one-dataset-out transfer to a target T
+(:mod:`routelib.routing.calibration`) must not pool those rows: each was scored by a probe that
+saw T. The pool therefore scores every dataset's evaluation items with T's own OOD probe (the
+one trained without T), one block per target (``scored_by``), so nothing of T enters T's
+thresholds.
 """
 from __future__ import annotations
 
@@ -37,7 +45,7 @@ import pandas as pd
 
 from routelib import config, data
 from routelib.answers import grading
-from routelib.columns import CONFIDENCE_COLUMNS
+from routelib.columns import CONFIDENCE_COLUMNS, OOD_POOL_COLUMNS, SCORED_BY
 from routelib.errors import RoutelibError
 from routelib.models.registry import folder_name
 from routelib.uq import methods as uq, probe as P, stats as S
@@ -45,7 +53,7 @@ from routelib.uq.probe_store import ProbeSpec, StoredProbe
 from routelib.uq.statcache import RunOptions, item_stats
 from routelib.uq.verbal import split_one_stage
 
-PROBE_TRAIN_LIMIT = 100  # train-split items per dataset the probes learn from
+PROBE_TRAIN_LIMIT = config.TRAIN_LIMIT  # train-split items per dataset the probes learn from
 NO_NUMBER = "no confidence in output"
 
 
@@ -217,6 +225,85 @@ def _fit_ood(feats: dict, held_out: str):
     if len(np.unique(y)) < 2:
         return None
     return P.fit_ood_probe(usable, held_out)
+
+
+def ood_pool_table(model: str, datasets: Sequence[str] | None = None,
+                   limit: int | None = config.LIMIT, train_limit: int = PROBE_TRAIN_LIMIT,
+                   cached_only: bool = False, options: RunOptions | None = None,
+                   **overrides) -> pd.DataFrame:
+    """The OOD calibration pool of ``model`` (module docstring): for each target T of
+    ``datasets`` (default: all 14) with an OOD probe, P(correct) under T's own OOD probe of the
+    ``limit`` evaluation items of every dataset (T's own block equals its ``ood_probe`` rows in
+    the confidence table). Arguments as :func:`confidence_table`; ``cached_only`` leaves out a
+    dataset whose hidden states are not cached."""
+    datasets = list(datasets or data.DATASETS)
+    _check(datasets, ["ood_probe"])
+    o = RunOptions.merge(options, overrides)
+    o = replace(o, backend=_refuse) if cached_only else o
+    hidden = {}
+    for ds in datasets:
+        try:
+            _, rows, st = item_stats(model, ds, ["ood_probe"], limit=limit, options=o)
+        except NotCached:
+            continue
+        if st:
+            hidden[ds] = (rows, np.stack([d[S.HIDDEN_STATE] for d in st]))
+    feats, _ = _probe_features(model, datasets, ["ood_probe"], train_limit, o)
+    frames = []
+    for target, (rows_t, _) in hidden.items():
+        probe = stored_probe(model, str(rows_t["model_id"].iloc[0]), "ood_probe", target, feats)
+        if probe is None:
+            continue
+        for ds, (rows, X) in hidden.items():
+            frames.append(pd.DataFrame({
+                "slm": model, SCORED_BY: target, "dataset": ds,
+                "item_id": rows["item_id"].to_numpy(), "method": "ood_probe",
+                "confidence": probe.predict_proba(X)[:, 1],
+                "correct": rows["correct"].astype(bool).to_numpy()}))
+    return (pd.concat(frames, ignore_index=True)[list(OOD_POOL_COLUMNS)] if frames
+            else pd.DataFrame(columns=list(OOD_POOL_COLUMNS)))
+
+
+def ood_pool_path(model: str, limit: int | None) -> Path:
+    """Where ``python -m routelib uq`` saves a model's OOD pool: ``<cache>/confidence/ood_pool/``."""
+    return config.cache_dir() / "confidence" / "ood_pool" / f"{model}__n{limit or 'all'}.parquet"
+
+
+def load_ood_pool(model: str, datasets: Sequence[str] | None = None,
+                  limit: int | None = config.LIMIT) -> pd.DataFrame:
+    """The OOD pool for reading: the saved one (:func:`ood_pool_path`) when it covers
+    ``datasets`` (as targets and as scored data), else :func:`ood_pool_table` from the cache
+    (stored probe predictions; no model). Never loads a model."""
+    want = list(datasets or data.DATASETS)
+    path = ood_pool_path(model, limit)
+    if path.exists():
+        saved = pd.read_parquet(path)
+        if set(want) <= set(saved["dataset"]) and set(want) <= set(saved[SCORED_BY]):
+            keep = saved["dataset"].isin(want) & saved[SCORED_BY].isin(want)
+            return saved[keep].reset_index(drop=True)
+    return ood_pool_table(model, want, limit=limit, cached_only=True, progress=False)
+
+
+def sample_discards(model: str, datasets: Sequence[str] | None = None,
+                    limit: int | None = config.LIMIT) -> pd.DataFrame:
+    """The Jaccard degree's discarded *samples*, from the cache (no model): per dataset, the
+    items, their samples, the samples discarded (empty, or naming no option on MCQ /
+    true-false; :func:`routelib.uq.methods.usable_samples`) and the items left with fewer than
+    2 usable samples (the method's discarded items). Datasets not cached are left out."""
+    o = replace(RunOptions(progress=False), backend=_refuse)
+    rows = []
+    for ds in list(datasets or data.DATASETS):
+        try:
+            _, _, st = item_stats(model, ds, ["jaccard_degree"], limit=limit, options=o)
+        except NotCached:
+            continue
+        kept = [len(uq.usable_samples(d)) for d in st]
+        n = sum(len(d[S.SAMPLE_TEXTS]) for d in st)
+        rows.append({"slm": model, "dataset": ds, "items": len(st), "samples": n,
+                     "discarded_samples": n - sum(kept),
+                     "discarded_items": sum(k < 2 for k in kept)})
+    return pd.DataFrame(rows, columns=["slm", "dataset", "items", "samples", "discarded_samples",
+                                       "discarded_items"])
 
 
 def discard_summary(table: pd.DataFrame) -> pd.DataFrame:

@@ -220,9 +220,10 @@ def word_set(text: str) -> frozenset[str]:
 
 
 def jaccard(a: frozenset, b: frozenset) -> float:
-    """``|a & b| / |a | b|``, with ``J(empty, empty) = 1`` (two empty answers agree)."""
+    """``|a & b| / |a | b|``, with ``J(empty, empty) = 0``: an empty answer matches nothing
+    (:class:`JaccardDegree` discards empty samples before it gets here)."""
     union = len(a | b)
-    return 1.0 if union == 0 else len(a & b) / union
+    return 0.0 if union == 0 else len(a & b) / union
 
 
 def jaccard_matrix(texts: Sequence[str]) -> np.ndarray:
@@ -251,6 +252,14 @@ class JaccardDegree(Method):
     ``D = diag(sum_j W_ij)``, ``U = trace(mI - D) / m^2 = 1 - mean(W)``, and the
     confidence is ``1 - U = mean(W)``, in ``[1/m, 1]``.
 
+    The answers compared: free-form items, the sampled texts (``SAMPLE_TEXTS``); MCQ and
+    true/false items, the options the samples named (``SAMPLE_ANSWERS``, sampled from the
+    letters prompt, :mod:`routelib.uq.passes`), so the method measures whether the model keeps
+    choosing the same option. A sample that is empty (no word) or names no option is
+    discarded, never counted as agreeing; the degree is computed over the samples left, and an
+    item with fewer than 2 left is discarded (NaN, counted by the confidence table).
+    :func:`usable_samples` says which samples an item keeps.
+
     Direction. The paper writes the confidence as ``trace(mI - D)/m^2``; taken literally that
     is *high when the samples disagree*: ``D_ii`` sums sample i's similarities, so agreeing
     samples give ``D = mI`` and ``trace(mI - D) = 0``, while pairwise-disjoint samples give
@@ -259,19 +268,28 @@ class JaccardDegree(Method):
     ``DegMat`` also returns as an uncertainty (higher = more uncertain; it computes
     ``trace(m - D)``, the same number). We therefore compute the formula exactly as ``U`` and
     report ``1 - U`` so that higher = more confident, the convention of every method here.
-    Unlike LM-Polygraph's Jaccard (``lower().split()``, ``J = 0`` for two empty answers),
-    punctuation is stripped from words and two empty answers count as identical.
+    Unlike LM-Polygraph's Jaccard (``lower().split()``), punctuation is stripped from words.
     """
 
     name = "jaccard_degree"
     requires = (S.SAMPLE_TEXTS,)
+    discards = "fewer than 2 usable samples (the others empty or naming no option)"
 
     def confidence(self, stats: Mapping) -> float:
         texts = stats[S.SAMPLE_TEXTS]
         if isinstance(texts, str) or len(texts) < 2:
             raise ValueError(f"method {self.name!r} needs a list of at least 2 sampled texts in "
                              f"{S.SAMPLE_TEXTS!r} (the paper uses m={S.N_SAMPLES})")
-        return 1.0 - degree_uncertainty(jaccard_matrix(list(texts)))
+        kept = usable_samples(stats)
+        return 1.0 - degree_uncertainty(jaccard_matrix(kept)) if len(kept) >= 2 else math.nan
+
+
+def usable_samples(stats: Mapping) -> list[str]:
+    """The answers :class:`JaccardDegree` compares for one item: the named options
+    (``SAMPLE_ANSWERS``, when present) or the sampled texts, without the empty or unparsable
+    ones."""
+    answers = stats.get(S.SAMPLE_ANSWERS, stats[S.SAMPLE_TEXTS])
+    return [a for a in answers if a is not None and word_set(a)]
 
 
 # ---- probes ---------------------------------------------------------------------------------

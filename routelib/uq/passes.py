@@ -13,10 +13,16 @@ rows of :func:`routelib.cache.runs.generate` (DataFrame or dicts, aligned with `
   ``<question>\n + VERBAL_1S_INSTRUCTION + \nAnswer:``.
 - ``verbal_2s``: greedy reply (16 tokens, stop at a line end) to ``<answered> +
   VERBAL_2S_FOLLOWUP``.
-- ``samples``: m = 5 samples at temperature 1, seed 50, of the answer prompt. Free-form rows keep
-  the greedy answer's stop strings and default token limit (an ``AnswerConfig.max_new_tokens``
-  override is not stored in the row). Choice-style (MCQ / true-false) rows get *generated text*
-  from the same prompt (32 tokens, stop at a line end): Jaccard similarity needs text.
+- ``samples``: m = 5 samples at temperature 1, seed 50. Free-form rows: of the answer prompt,
+  with the greedy answer's stop strings and default token limit (an ``AnswerConfig.max_new_tokens``
+  override is not stored in the row). Choice-style (MCQ / true-false) rows: of the *letters*
+  prompt (the question with its ``A. option`` lines and the letter instruction,
+  :func:`routelib.answers.prompts.build`, in the row's chat format), whatever style chose the
+  greedy answer, ``CHOICE_SAMPLE_MAX_TOKENS`` (4) new tokens, stop at a line end; each sample is
+  parsed (:func:`parse_choice`) into the option it names, ``SAMPLE_ANSWERS`` (``None`` when it
+  names none: empty or unparsable, a discard for the Jaccard degree). Jaccard similarity then
+  compares the options the samples chose, the answer the method is about. (Before this, choice
+  rows sampled 32 free tokens after a prompt without the options: unrelated text, often empty.)
 - ``hidden``: hidden state after layer ``stats.HIDDEN_LAYER`` at the last token of ``<answered>``.
 
 ``<answered>``: the row's prompt, a space (none after a chat template's assistant turn), its
@@ -38,6 +44,7 @@ without a leading space (as :mod:`routelib.answers.prompts` does). One-stage: th
 from __future__ import annotations
 
 import math
+import re
 from typing import Callable, Sequence
 
 from routelib.answers import prompts
@@ -55,7 +62,11 @@ VERBAL_2S_FOLLOWUP = ("\nHow confident are you that the proposed answer is corre
                       "percentage between 0 and 100%.\nConfidence:")
 PTRUE_CONTINUATIONS = (" True", " False")
 VERBAL_1S_MAX_TOKENS, VERBAL_2S_MAX_TOKENS, SAMPLE_TEMPERATURE = 48, 16, 1.0
-CHOICE_SAMPLE_MAX_TOKENS, CHOICE_SAMPLE_STOP = 32, ("\n",)
+CHOICE_SAMPLE_MAX_TOKENS, CHOICE_SAMPLE_STOP = 4, ("\n",)
+# a sample names option k when, markdown "*" removed, it starts with k's letter (after an
+# optional "(", "[" or "Option ") alone or followed by . ) : ] ; true/false samples may also
+# say the option's word (yes / no)
+_LETTER = re.compile(r"^\s*(?:option\s+)?[\(\[]?([A-Z])(?:\s*[.):\]]|\s*$)", re.IGNORECASE)
 
 
 class PassError(RoutelibError, ValueError):
@@ -136,21 +147,46 @@ def verbal_2s_pass(backend, records, rows) -> list[dict]:
 
 
 def _sample_request(backend, record, row) -> GenRequest:
+    chat = backend.render_chat if row["chat"] else None
     if _is_choice(row):
+        text = prompts.build(record, "letters", chat=chat).text
         limit, stop = CHOICE_SAMPLE_MAX_TOKENS, CHOICE_SAMPLE_STOP
     else:
-        built = prompts.build(record, "generate", chat=backend.render_chat if row["chat"] else None)
+        built = prompts.build(record, "generate", chat=chat)
         if built.text != row["prompt"]:
             raise PassError(f"{record.id}: the row's prompt is not today's 'generate' prompt "
                             "(prompts changed since the run?); regenerate the answers")
-        limit, stop = built.max_new_tokens, built.stop
-    return GenRequest(row["prompt"], max_new_tokens=limit, temperature=SAMPLE_TEMPERATURE,
+        text, limit, stop = row["prompt"], built.max_new_tokens, built.stop
+    return GenRequest(text, max_new_tokens=limit, temperature=SAMPLE_TEMPERATURE,
                       n=S.N_SAMPLES, seed=SEED, stop=stop)
+
+
+def parse_choice(text: str, record) -> str | None:
+    """The text of the option a sampled reply to the letters prompt names (MCQ: the option's
+    text; true/false: ``yes`` / ``no``), or ``None`` when it names none (empty, another letter,
+    free text)."""
+    options = list(record.choices) if record.type == "mcq" else ["yes", "no"]
+    text = (text or "").replace("*", "")
+    m = _LETTER.match(text)
+    if m and (m.group(1).isupper() or text.lower().lstrip().startswith("option")):
+        k = prompts.LETTERS.index(m.group(1).upper())
+        return options[k] if k < len(options) else None
+    if record.type == "true_false":
+        word = re.match(r"^\s*([A-Za-z]+)", text)
+        if word and word.group(1).lower() in options:
+            return word.group(1).lower()
+    return None
 
 
 def samples_pass(backend, records, rows) -> list[dict]:
     reqs = [_sample_request(backend, rec, row) for rec, row in zip(records, rows)]
-    return [{S.SAMPLE_TEXTS: texts} for texts in _texts(backend, reqs)]
+    out = []
+    for rec, row, texts in zip(records, rows, _texts(backend, reqs)):
+        d = {S.SAMPLE_TEXTS: texts}
+        if _is_choice(row):
+            d[S.SAMPLE_ANSWERS] = [parse_choice(t, rec) for t in texts]
+        out.append(d)
+    return out
 
 
 def hidden_pass(backend, records, rows) -> list[dict]:
@@ -168,7 +204,8 @@ PASSES: dict[str, Callable] = {
 PASS_PROVIDES: dict[str, tuple[str, ...]] = {
     "greedy": (S.GREEDY_TOKEN_LOGPROBS, S.OPTION_LOGPROBS, S.CHOSEN_OPTION, S.IS_MCQ),
     "p_true": (S.PTRUE_LOGPROBS,), "verbal_1s": (S.VERBAL_1S_TEXT,),
-    "verbal_2s": (S.VERBAL_2S_TEXT,), "samples": (S.SAMPLE_TEXTS,), "hidden": (S.HIDDEN_STATE,),
+    "verbal_2s": (S.VERBAL_2S_TEXT,), "samples": (S.SAMPLE_TEXTS, S.SAMPLE_ANSWERS),
+    "hidden": (S.HIDDEN_STATE,),
 }
 
 # Bump when a pass's prompt or decoding changes in a way PASS_PARAMS does not show: it is part of
@@ -184,11 +221,27 @@ PASS_PARAMS: dict[str, dict] = {
                   "stop": ["\n\n"]},
     "verbal_2s": {"followup": VERBAL_2S_FOLLOWUP, "max_new_tokens": VERBAL_2S_MAX_TOKENS,
                   "stop": ["\n"]},
+    # free-form runs; the two choice_* entries are what choice rows used before CHOICE_SAMPLES
+    # (kept so that the cached free-form samples keep their key)
     "samples": {"n": S.N_SAMPLES, "temperature": SAMPLE_TEMPERATURE, "seed": SEED,
-                "choice_max_new_tokens": CHOICE_SAMPLE_MAX_TOKENS,
-                "choice_stop": list(CHOICE_SAMPLE_STOP), "sampler": "per-row-generator-v2"},
+                "choice_max_new_tokens": 32, "choice_stop": ["\n"],
+                "sampler": "per-row-generator-v2"},
     "hidden": {"layer": S.HIDDEN_LAYER, "position": "last token of prompt + answer"},
 }
+# the samples pass of a choice-style (MCQ / true-false) answer run
+CHOICE_SAMPLES_PARAMS = {"n": S.N_SAMPLES, "temperature": SAMPLE_TEMPERATURE, "seed": SEED,
+                         "prompt": "letters", "max_new_tokens": CHOICE_SAMPLE_MAX_TOKENS,
+                         "stop": list(CHOICE_SAMPLE_STOP), "parse": "letter or yes/no v2",
+                         "sampler": "per-row-generator-v2"}
+CHOICE_STYLES = ("options", "letters")
+
+
+def pass_params(name: str, answer_spec: dict) -> dict:
+    """What determines pass ``name``'s output on the answer run ``answer_spec`` (hashed into
+    its cache key): :data:`PASS_PARAMS`, except the samples of a choice-style run."""
+    if name == "samples" and answer_spec["answer"]["style"] in CHOICE_STYLES:
+        return CHOICE_SAMPLES_PARAMS
+    return PASS_PARAMS[name]
 
 _PROVIDER = {stat: p for p, names in PASS_PROVIDES.items() for stat in names}
 

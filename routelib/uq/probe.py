@@ -17,6 +17,11 @@ The *in-domain* probe uses ``lr=5e-4`` and is trained on the dataset's own train
 (:func:`train_subsample` fixes its size); the *OOD* probe is the same class with ``lr=1e-4``
 (:data:`OOD_LR`), trained on every dataset except the evaluated one (:func:`fit_ood_probe`).
 
+Class weighting (``class_weight="balanced"``, the default) is our addition too: each item's loss
+is weighted by ``n / (2 n_c)`` for its class ``c`` (scikit-learn's "balanced" rule), so that on a
+train split with few correct answers (GSM8K: a handful in a hundred) the probe does not learn to
+call everything wrong. ``class_weight=None`` is the paper's unweighted loss.
+
 Feature standardization (``standardize=True``, the default) is our addition: hidden states of
 LLMs have a few dimensions with very large activations, so each feature is centred and scaled
 by the training mean and standard deviation (``scaler_ = (mean_, scale_)``, constant features
@@ -46,7 +51,7 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, hidden=(256, 128, 64), lr=5e-4, epochs=20, batch_size=32, seed=SEED,
-                 weight_decay=0.0, standardize=True):
+                 weight_decay=0.0, standardize=True, class_weight="balanced"):
         self.hidden = hidden
         self.lr = lr
         self.epochs = epochs
@@ -54,6 +59,7 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.weight_decay = weight_decay
         self.standardize = standardize
+        self.class_weight = class_weight
 
     # -- training --------------------------------------------------------------------------
     def _build(self, n_features: int):
@@ -91,6 +97,7 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
             self.scaler_ = None
         Xt = torch.from_numpy(self._scale(X))
         yt = torch.from_numpy(y)
+        wt = torch.from_numpy(class_weights(y, self.class_weight))
 
         rng = np.random.default_rng(self.seed)
         losses = []
@@ -99,7 +106,7 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
             model = self._build(X.shape[1])
             opt = torch.optim.Adam(model.parameters(), lr=self.lr,
                                    weight_decay=self.weight_decay)
-            loss_fn = torch.nn.BCEWithLogitsLoss()
+            loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
             model.train()
             for _ in range(self.epochs):
                 order = torch.from_numpy(rng.permutation(len(X)))
@@ -107,7 +114,7 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
                 for start in range(0, len(X), self.batch_size):
                     idx = order[start:start + self.batch_size]
                     opt.zero_grad()
-                    loss = loss_fn(model(Xt[idx])[:, 0], yt[idx])
+                    loss = (loss_fn(model(Xt[idx])[:, 0], yt[idx]) * wt[idx]).mean()
                     loss.backward()
                     opt.step()
                     total += loss.item() * len(idx)
@@ -178,6 +185,19 @@ class MLPProbe(ClassifierMixin, BaseEstimator):
         for k, v in state["extra"].items():
             setattr(probe, k, tuple(v) if isinstance(v, list) else v)
         return probe
+
+
+def class_weights(y: np.ndarray, rule) -> np.ndarray:
+    """Per-item loss weights: ``n / (2 n_c)`` for an item of class ``c`` with ``"balanced"``,
+    1 with ``None`` (float32, one per item)."""
+    y = np.asarray(y)
+    if rule is None:
+        return np.ones(len(y), np.float32)
+    if rule != "balanced":
+        raise ValueError(f"class_weight must be 'balanced' or None, got {rule!r}")
+    n_pos = float((y == 1).sum())
+    w = {1: len(y) / (2 * n_pos), 0: len(y) / (2 * (len(y) - n_pos))}
+    return np.where(y == 1, w[1], w[0]).astype(np.float32)
 
 
 @contextmanager

@@ -37,7 +37,7 @@ from routelib import config
 from routelib.models.registry import folder_name
 from routelib.uq import probe as P
 
-PROBE_VERSION = 1  # bump when MLPProbe's training changes what it computes
+PROBE_VERSION = 2  # 2: class-weighted loss by default; bump when MLPProbe's training changes what it computes
 
 
 def digest_arrays(*arrays) -> str:

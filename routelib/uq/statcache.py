@@ -3,7 +3,7 @@
 Layout: ``<cache>/stats/<model>/<dataset>/<answer run>/<pass>__<key>/part-NNNNN.parquet``, where
 ``<answer run>`` is the folder of the greedy answers the pass follows (its name carries the hash
 of model file, dataset, split, answer style, prompt version and seed, see :mod:`routelib.cache.runs`)
-and ``<key>`` hashes that run's spec, the pass name, :data:`routelib.uq.passes.PASS_PARAMS` of the
+and ``<key>`` hashes that run's spec, the pass name, :func:`routelib.uq.passes.pass_params` of the
 pass (prompts, token limits, temperature, number of samples, seed) and
 :data:`routelib.uq.passes.PASS_VERSION`. Change any of these and the statistics are recomputed in a
 new folder; change nothing and a second run makes no model call.
@@ -35,7 +35,7 @@ from routelib.uq import passes, stats as S
 
 def pass_key(answer_spec: dict, pass_name: str) -> str:
     blob = json.dumps({"answer": answer_spec, "pass": pass_name,
-                       "params": passes.PASS_PARAMS[pass_name],
+                       "params": passes.pass_params(pass_name, answer_spec),
                        "version": passes.PASS_VERSION}, sort_keys=True, default=list)
     return hashlib.sha256(blob.encode()).hexdigest()[:10]
 
@@ -74,6 +74,8 @@ def _decode(row: dict) -> dict:
             d[name] = (float(v[0]), float(v[1]))
         elif name == S.SAMPLE_TEXTS:
             d[name] = [str(x) for x in v]
+        elif name == S.SAMPLE_ANSWERS:
+            d[name] = [None if x is None else str(x) for x in v]
         else:
             d[name] = v
     return d
@@ -173,7 +175,7 @@ def _pass_items(spec: dict, name: str, records, rows, get_backend, o: RunOptions
     meta = path / "pass.json"
     if not meta.exists():
         meta.write_text(json.dumps({"answer": spec, "pass": name,
-                                    "params": passes.PASS_PARAMS[name],
+                                    "params": passes.pass_params(name, spec),
                                     "version": passes.PASS_VERSION}, indent=1,
                                    sort_keys=True, default=list))
     with folder_lock(path):

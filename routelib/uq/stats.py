@@ -27,6 +27,10 @@ name (constant)             type / shape, per item       meaning
 ``VERBAL_2S_TEXT``          ``str``                      raw output of the second stage of the
                                                          two-stage verbal prompt (number only)
 ``SAMPLE_TEXTS``            ``list[str]``, length m (5)  answers sampled at temperature 1
+``SAMPLE_ANSWERS``          ``list[str | None]``, m      the option each sample names (its
+                                                         text; ``None``: empty or
+                                                         unparsable); MCQ / true-false only,
+                                                         else absent
 ``HIDDEN_STATE``            ``np.ndarray``, ``(d,)``     hidden state at the last token of
                                                          prompt + answer, after the 8th-to-last
                                                          layer (routelib.uq.passes)
@@ -48,6 +52,7 @@ PTRUE_LOGPROBS = "ptrue_logprobs"
 VERBAL_1S_TEXT = "verbal_1s_text"
 VERBAL_2S_TEXT = "verbal_2s_text"
 SAMPLE_TEXTS = "sample_texts"
+SAMPLE_ANSWERS = "sample_answers"
 HIDDEN_STATE = "hidden_state"
 
 # every statistic name with its one-line description (the table above, for messages and docs)
@@ -60,6 +65,7 @@ STATISTICS: dict[str, str] = {
     VERBAL_1S_TEXT: "str: raw output of the one-stage verbalized-confidence prompt",
     VERBAL_2S_TEXT: "str: raw output of the two-stage verbalized-confidence prompt",
     SAMPLE_TEXTS: "list[str]: m answers sampled at temperature 1",
+    SAMPLE_ANSWERS: "list[str | None]: the option each sample names, None if none (MCQ only)",
     HIDDEN_STATE: "np.ndarray (d,): hidden state after the 8th-to-last layer",
 }
 
