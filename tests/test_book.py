@@ -214,7 +214,7 @@ def test_transfer_and_export(tmp_path):
     table, errors, means = book.transfer(cached, ["perplexity", "ood_probe"], runs=2)
     assert set(table[R.METHOD]) == {"perplexity"}
     assert set(errors["target"]) == {"gsm8k", "boolq", "piqa"}
-    assert len(means) == 2 * 3      # 2 SLMs x 3 strategies
+    assert len(means) == 2 * 4      # 2 SLMs x 4 strategies (calibration, random, pooled, single)
     out = book.export_calibration_sets(cached, ["perplexity", "ood_probe"], str(tmp_path))
     assert list(out[R.SLM]) == ["s1", "s2"] and (out["pooled"] == 60).all()
     assert (tmp_path / "s1__perplexity" / "calibration_set.csv").exists()
