@@ -255,6 +255,7 @@ def test_chapter_07_on_the_users_directory_and_dataset(smollm2_run):
     import nbformat
     nb = nbformat.read(out, as_version=4)
     texts = [o.get("text", "") + str(o.get("data", {}).get("text/plain", ""))
+             + str(o.get("data", {}).get("text/markdown", ""))
              for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
     assert not [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                 if o.output_type == "error"]
@@ -262,5 +263,5 @@ def test_chapter_07_on_the_users_directory_and_dataset(smollm2_run):
     summary = next(t for t in texts if "dataset(s) cached" in t)
     assert f"{name}: 1 dataset(s) cached: my_quiz" in summary
     assert "LLM tier: big-llm-" in summary and "8 answers on 1 dataset(s)" in summary
-    ranking = next(t for t in texts if "mean_rank" in t)
+    ranking = next(t for t in texts if f"{name} rank" in t)   # report.uq_page.ranking_wide
     assert all(m in ranking for m in METHODS) and name in ranking

@@ -124,10 +124,14 @@ def load(slms, llm: str, datasets=None, methods=None, limit: int | None = config
               confidence.confidence_table(s, datasets, methods, limit=limit, progress=False)
               for s in slms]
     out = attach_llm(tables, llm, limit=limit, quick=quick, slms=slms)
-    if methods is None or "ood_probe" in methods:
-        pools = [confidence.load_ood_pool(s, datasets, limit=limit) if quick else
-                 confidence.ood_pool_table(s, datasets, limit=limit, progress=False)
-                 for s in slms]
+    pools = []
+    for s, t in zip(slms, tables):   # each SLM's pool on its own table's datasets
+        if not len(t) or "ood_probe" not in set(t[METHOD]):
+            continue
+        ds = list(datasets) if datasets else list(dict.fromkeys(t[DATASET]))
+        pools.append(confidence.load_ood_pool(s, ds, limit=limit) if quick else
+                     confidence.ood_pool_table(s, ds, limit=limit, progress=False))
+    if pools:
         out.ood_pool = restrict_pool(pd.concat(pools, ignore_index=True), out.conf)
     return out
 

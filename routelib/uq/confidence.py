@@ -266,7 +266,8 @@ def ood_pool_table(model: str, datasets: Sequence[str] | None = None,
 
 def ood_pool_path(model: str, limit: int | None) -> Path:
     """Where ``python -m routelib uq`` saves a model's OOD pool: ``<cache>/confidence/ood_pool/``."""
-    return config.cache_dir() / "confidence" / "ood_pool" / f"{model}__n{limit or 'all'}.parquet"
+    name = f"{folder_name(model)}__n{limit or 'all'}.parquet"
+    return config.cache_dir() / "confidence" / "ood_pool" / name
 
 
 def load_ood_pool(model: str, datasets: Sequence[str] | None = None,
