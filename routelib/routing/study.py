@@ -135,16 +135,21 @@ def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, meth
             rows = pooled_for(conf_table, slm, m)
             if rows[R.DATASET].nunique() < 2:
                 continue
-            own = None
-            if pool is not None and len(pool):
-                own = pool[(pool[R.SLM] == slm) & (pool[R.METHOD] == m)]
-                own = own if len(own) else None
+            own = _own_pool(pool, slm, m)
             frames.append(cal.transfer_table(rows, matched_llm(rows, llm_table), slm, m,
                                              ratios=ratios, runs=runs_, seed=seed, pool=own))
     if not frames:
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
     table = pd.concat(frames, ignore_index=True)
     return table, transfer_runs.transfer_errors(table)
+
+
+def _own_pool(pool: pd.DataFrame | None, slm: str, method: str) -> pd.DataFrame | None:
+    """The OOD pool's rows of one (slm, method), or None when it has none."""
+    if pool is None or not len(pool):
+        return None
+    own = pool[(pool[R.SLM] == slm) & (pool[R.METHOD] == method)]
+    return own if len(own) else None
 
 
 def transfer_run_errors(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
@@ -162,10 +167,7 @@ def transfer_run_errors(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms,
             if rows[R.DATASET].nunique() < 2:
                 continue
             llm = matched_llm(rows, llm_table)
-            own = None
-            if pool is not None and len(pool):
-                own = pool[(pool[R.SLM] == slm) & (pool[R.METHOD] == m)]
-                own = own if len(own) else None
+            own = _own_pool(pool, slm, m)
             frames += [transfer_runs(rows, llm, slm, m, t, strategy=st, runs=runs_,
                                      ratios=tuple(ratios), seed=seed, pool=own)
                        for t in dict.fromkeys(rows[R.DATASET]) for st in cal.STRATEGIES]
