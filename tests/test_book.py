@@ -251,8 +251,8 @@ def test_backend_factory_refuses_in_quick_mode():
 @pytest.mark.skipif(not os.environ.get("ROUTELIB_DATA_DIR"),
                     reason="ROUTELIB_DATA_DIR is unset: the chapters read the datasets (for the "
                            "item subsamples) and cannot be re-executed")
-def test_chapters_reproduce_their_outputs_nbval():
-    env = dict(os.environ)
+def test_chapters_reproduce_their_outputs_nbval(tmp_path):
+    env = dict(os.environ, ROUTELIB_TABLES_DIR=str(tmp_path / "tables"))  # CSVs: not the book's
     env.pop("ROUTELIB_CACHE_DIR", None)   # the chapters read the repository's data_cache/
     cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
            "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider",
@@ -277,7 +277,8 @@ def test_papermill_runs_a_chapter_with_other_parameters_on_the_models(tmp_path):
     except models.ModelError as exc:
         pytest.skip(f"embedded model not installed: {exc}")
     cache = tmp_path / "cache"
-    env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1",
+           "ROUTELIB_TABLES_DIR": str(tmp_path / "tables")}  # the book's CSVs stay as committed
     out = tmp_path / "out.ipynb"
     cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "07_bring_your_own_slm.ipynb"),
            str(out), "-k", "python3", "--no-progress-bar", "-p", "slm", "smollm2-135m",

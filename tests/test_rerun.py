@@ -87,6 +87,11 @@ def test_intro_and_readme_print_the_same_working_command():
     assert isinstance(papermill_parameters(shlex.split(intro[0]))["slms"], list)
 
 
+def book_tables() -> dict:
+    """The book's downloadable CSVs, name -> bytes: a user's rerun must leave them as built."""
+    return {p.name: p.read_bytes() for p in (ROOT / "book" / "_static" / "tables").glob("*.csv")}
+
+
 def run_printed(cmd: str, tmp_path: Path) -> dict:
     """Execute a printed command (the output notebook moved to ``tmp_path``) on a copy of the
     committed cache; returns the executed notebook."""
@@ -98,9 +103,12 @@ def run_printed(cmd: str, tmp_path: Path) -> dict:
     cache = tmp_path / "cache"   # quick mode still stores probe predictions of a new subsample
     shutil.copytree(ROOT / "data_cache", cache, ignore=shutil.ignore_patterns("models", "tmp"))
     env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1",
+           "ROUTELIB_TABLES_DIR": str(tmp_path / "tables"),  # the book's CSVs stay as committed
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    before = book_tables()
     run = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=600)
+    assert book_tables() == before, "a rerun wrote into the book's CSVs (book/_static/tables)"
     assert run.returncode == 0, f"{cmd}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
     nb = json.loads(out.read_text(encoding="utf-8"))
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
