@@ -42,8 +42,11 @@ pages: setup
 select: setup
 	$(BIN)/python -m routelib select --model $(MODELS)
 
+# two pytest workers (pytest-xdist), one per core of the project's 2-core machine kind, each test
+# file on one worker (its module fixtures built once); tests/conftest.py gives each worker 1 thread
+TEST_WORKERS ?= 2
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean-env:
 	rm -rf $(VENV)

@@ -7,7 +7,12 @@ repository's ``data_cache/``. ``ROUTELIB_DATA_DIR`` is left alone unless a test 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+if os.environ.get("PYTEST_XDIST_WORKER"):  # `make test`: one worker per core, one thread each
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import pytest
 
