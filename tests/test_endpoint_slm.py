@@ -185,7 +185,7 @@ def served(tmp_path_factory):
     if not os.environ.get("ROUTELIB_DATA_DIR"):
         pytest.skip("ROUTELIB_DATA_DIR is not set: the comparison uses real dataset items")
     from routelib import models
-    from routelib.models.backend import TransformersBackend
+    from routelib.models.transformers_backend import TransformersBackend
     from routelib.models.vllm_backend import prepare_model_dir
     try:
         src = models.local_dir(MODEL)

@@ -49,7 +49,7 @@ def engines(tmp_path_factory):
     if WHY is not None:
         pytest.skip(WHY)
     from routelib import models
-    from routelib.models.backend import TransformersBackend
+    from routelib.models.transformers_backend import TransformersBackend
     if not os.environ.get("ROUTELIB_DATA_DIR"):
         pytest.skip("ROUTELIB_DATA_DIR is not set: the parity tests use real dataset items")
     try:
