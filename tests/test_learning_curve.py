@@ -51,3 +51,15 @@ def test_a_size_not_cached_ends_the_curve(use_data_dir):
     curve = LC.learning_curve(SLM, ["gsm8k", "piqa"], sizes=[2, 3], limit=5, progress=False)
     # gsm8k: 2 train items cached, 3 not; piqa: nothing cached (left out)
     assert curve["n_train"].tolist() == [2] and set(curve["dataset"]) == {"gsm8k"}
+
+
+def test_each_size_contains_the_smaller_sizes_items():
+    """The curve's claim: the seed-50 subsample of n items contains that of every smaller n
+    (in file order, so not as its first items)."""
+    from routelib.data.loading import subsample
+    records = list(range(2000))
+    sizes = [subsample(records, n) for n in LC.SIZES]
+    for small, big in zip(sizes, sizes[1:]):
+        assert set(small) < set(big)
+    assert sizes[1][:len(sizes[0])] != sizes[0]   # nested, but not a prefix
+    assert subsample(records, 50, seed=51) != sizes[0]   # the seed decides which items
