@@ -2,12 +2,13 @@
 of train-split items it learned from.
 
 For each SLM, dataset and size ``n`` of :data:`SIZES`, an :class:`routelib.uq.probe.MLPProbe`
-with the trained probe's hyperparameters (class-weighted loss) is fitted on the first ``n``
-train items (the seed-50 subsample of ``n`` items of :func:`routelib.data.load`; each size's
-items contain the smaller sizes' items, though not as their first ``n``) and scores the ``limit`` evaluation items; the point is the AUROC of
-that score for correctness (:func:`routelib.uq.metrics.auroc_result`). A train split smaller than
-``n`` gives its size once (the next sizes are not repeated). A size whose items are not all
-cached ends the dataset's curve (``cached_only``, the default: nothing is computed and no model is
+with the trained probe's hyperparameters (class-weighted loss) is fitted on ``n`` train items
+(the seed-50 subsample of ``n`` items of :func:`routelib.data.load`; each size's items contain
+the smaller sizes' items, though not as their first ones) and scores the ``limit`` evaluation
+items; the point is the AUROC of that score for correctness
+(:func:`routelib.uq.metrics.auroc_result`). A train split smaller than ``n`` gives its size
+once (the next sizes are not repeated). A size whose items are not all cached ends the dataset's
+curve (``cached_only``, the default: nothing is computed and no model is
 loaded). Probes live in the probe store (:mod:`routelib.uq.probe_store`), so the curve is read
 from stored predictions, not refitted; the size equal to the run's ``train_limit`` is the trained
 probe itself.
