@@ -19,7 +19,7 @@ import pandas as pd
 
 from routelib import config
 from routelib.models.registry import DEFAULT_LLM
-from routelib.report import book, findings_verdicts, uq_page as uq_report
+from routelib.report import book, findings_tables, findings_verdicts, uq_page as uq_report
 from routelib.routing import (calibration as cal, distributions as D, saved, simulation as R, study,
                               tables)
 from routelib.uq import metrics
@@ -65,8 +65,23 @@ def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
     out.update(_transfer(rs.transfer.means, rs.transfer.spread))
     out.update(findings_verdicts.verdict_facts(auc, rs.routing.summary, t.conf, n_boot,
                                                transfer_spread=_spread(rs)))
+    out.update(_tables(auc, rs))
     if judge_name:
         out.update(_judge(slms, t.conf, judge_name, judge_limit))
+    return out
+
+
+def _tables(auc: pd.DataFrame, rs: saved.RoutingStudy) -> dict[str, str]:
+    """The page's per-claim tables (:mod:`routelib.report.findings_tables`)."""
+    means = rs.routing.means
+    out = {"table_alignment": findings_tables.alignment(auc),
+           "table_confident": findings_tables.confident(rs.routing.relative, TOP)}
+    for slm in dict.fromkeys(means[R.SLM]):
+        out[f"table_routing__{tag(slm)}"] = findings_tables.routing(means, slm)
+    try:
+        out["table_transfer"] = findings_tables.transfer(rs.transfer.means, _spread(rs))
+    except cal.CalibrationError:
+        out["table_transfer"] = "–"
     return out
 
 
