@@ -147,3 +147,44 @@ def test_every_page_loads_with_its_images_and_internal_links(site, browser):
     assert figures >= 10, f"only {figures} images across the book"
     for name in SCREENSHOTS.values():
         assert (SHOTS / name).stat().st_size > 10_000
+
+
+# every table cell's words (split where a line may break: spaces, hyphens, the <wbr> after
+# underscores) measured in the cell's font against the cell's inner width
+CELLS_JS = """
+const probe = document.createElement('span');
+probe.style.cssText = 'white-space:nowrap;position:absolute;visibility:hidden';
+document.body.appendChild(probe);
+const wide = [], broken = [];
+for (const t of document.querySelectorAll('article table')) {
+  if (t.scrollWidth > t.clientWidth + 1) wide.push([t.scrollWidth, t.clientWidth,
+                                                    t.rows[0].innerText.slice(0, 60)]);
+  for (const c of t.querySelectorAll('th, td')) {
+    const cs = getComputedStyle(c);
+    probe.style.font = cs.font;
+    const inner = c.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight);
+    for (const w of c.innerText.split(/[\\s]+|(?<=[-_])/)) {
+      probe.textContent = w;
+      if (w && probe.getBoundingClientRect().width > inner + 1) broken.push(w);
+    }
+  }
+}
+probe.remove();
+return [wide, broken];
+"""
+
+
+def test_no_table_is_wider_than_the_page_and_no_word_breaks_inside(site, browser):
+    """At 1280 px, every table of the book's own pages (intro, findings, chapters) fits its
+    column (no sideways scroll box), and on every page, the reference pages under docs/
+    included (whose widest tables may scroll inside their own box), every word of a cell fits
+    its cell: no header or cell is broken inside a word."""
+    problems = []
+    for page in toc_pages():
+        browser.get(urllib.parse.urljoin(site, page))
+        _wait_complete(browser, page)
+        wide, broken = browser.execute_script(CELLS_JS)
+        wide = wide if page.startswith("book/") else []
+        if wide or broken:
+            problems.append(f"{page}: too wide {wide[:3]}, words broken {sorted(set(broken))[:5]}")
+    assert not problems, "\n".join(problems)

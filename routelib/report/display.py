@@ -78,11 +78,17 @@ def flat(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def header(name: str) -> str:
+    """A column name as a header cell: a line may break after each ``_`` (``<wbr>``), so a
+    long name such as ``mean_abs_ratio_error`` wraps between its words, never inside one."""
+    return str(name).replace("|", "\\|").replace("_", "_<wbr>")
+
+
 def markdown_rows(frame: pd.DataFrame, digits: int = 3, percent=PERCENT) -> str:
     """The GitHub table of ``frame`` (already :func:`flat`); numbers right-aligned."""
     numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
                for c in frame.columns]
-    head = "| " + " | ".join(frame.columns) + " |"
+    head = "| " + " | ".join(header(c) for c in frame.columns) + " |"
     rule = "|" + "|".join("---:" if n else "---" for n in numeric) + "|"
     rows = ["| " + " | ".join(_cell(v, c, digits, percent) for c, v in zip(frame.columns, r))
             + " |" for r in frame.itertuples(index=False)]
