@@ -76,14 +76,9 @@ def ranking_wide(auroc: pd.DataFrame) -> pd.DataFrame:
 
 
 def discard_table(conf_table: pd.DataFrame) -> pd.DataFrame:
-    """:func:`routelib.uq.confidence.discard_summary` with the first discard reason of each
-    setting, the highest rates first."""
+    """:func:`routelib.uq.confidence.discard_summary` (its ``reasons`` column names every
+    discard reason of a setting with its count), the highest rates first."""
     disc = discard_summary(conf_table)
-    if disc.empty:
-        return disc.assign(reason=pd.Series(dtype=str))
-    reasons = conf_table[conf_table["discarded"]].groupby(
-        ["slm", "dataset", "method"])["discard_reason"].first()
-    disc["reason"] = [reasons[(r.slm, r.dataset, r.method)] for r in disc.itertuples()]
     return disc.sort_values("rate", ascending=False, kind="stable").reset_index(drop=True)
 
 
