@@ -155,7 +155,7 @@ CELLS_JS = """
 const probe = document.createElement('span');
 probe.style.cssText = 'white-space:nowrap;position:absolute;visibility:hidden';
 document.body.appendChild(probe);
-const wide = [], broken = [];
+const MIN_SCALE = arguments[0], wide = [], broken = [];
 for (const t of document.querySelectorAll('article table')) {
   if (t.scrollWidth > t.clientWidth + 1) wide.push([t.scrollWidth, t.clientWidth,
                                                     t.rows[0].innerText.slice(0, 60)]);
@@ -170,21 +170,29 @@ for (const t of document.querySelectorAll('article table')) {
   }
 }
 probe.remove();
-return [wide, broken];
+const shrunk = Array.from(document.querySelectorAll('article img')).filter(
+  i => i.naturalWidth > 0 && i.clientWidth / i.naturalWidth < MIN_SCALE).map(
+  i => [i.getAttribute('src').split('/').pop().slice(0, 12), i.naturalWidth, i.clientWidth]);
+return [wide, broken, shrunk];
 """
+# a figure shown at less than this share of its drawn width has labels too small to read
+# (matplotlib's 10 pt at the book's dpi; the 14-panel grids of chapter 08 were at 0.38)
+MIN_SCALE = 0.65
 
 
-def test_no_table_is_wider_than_the_page_and_no_word_breaks_inside(site, browser):
+def test_tables_and_figures_fit_the_page(site, browser):
     """At 1280 px, every table of the book's own pages (intro, findings, chapters) fits its
     column (no sideways scroll box), and on every page, the reference pages under docs/
     included (whose widest tables may scroll inside their own box), every word of a cell fits
-    its cell: no header or cell is broken inside a word."""
+    its cell (no header or cell broken inside a word) and no figure is shrunk below
+    MIN_SCALE of its drawn width."""
     problems = []
     for page in toc_pages():
         browser.get(urllib.parse.urljoin(site, page))
         _wait_complete(browser, page)
-        wide, broken = browser.execute_script(CELLS_JS)
+        wide, broken, shrunk = browser.execute_script(CELLS_JS, MIN_SCALE)
         wide = wide if page.startswith("book/") else []
-        if wide or broken:
-            problems.append(f"{page}: too wide {wide[:3]}, words broken {sorted(set(broken))[:5]}")
+        if wide or broken or shrunk:
+            problems.append(f"{page}: too wide {wide[:3]}, words broken {sorted(set(broken))[:5]}"
+                            f", figures shrunk {shrunk[:3]}")
     assert not problems, "\n".join(problems)

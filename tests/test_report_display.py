@@ -16,7 +16,7 @@ def test_table_rounds_hides_the_range_index_and_shows_shares_as_percentages():
     assert isinstance(text, display.Markdown) and text._repr_markdown_() == str(text)
     lines = text.splitlines()
     # a header may wrap after each underscore, never inside a word
-    assert lines[0] == "| method | auc_<wbr>uq | slm_<wbr>accuracy | datasets |"
+    assert lines[0] == "| method | auc\\_<wbr>uq | slm\\_<wbr>accuracy | datasets |"
     assert lines[1] == "|---|---:|---:|---:|"
     assert lines[2] == "| a\\|b | 0.123 | 31.4% | 14 |"
     assert lines[3] == "| c | – | 100.0% | 3 |"

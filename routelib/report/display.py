@@ -80,8 +80,9 @@ def flat(frame: pd.DataFrame) -> pd.DataFrame:
 
 def header(name: str) -> str:
     """A column name as a header cell: a line may break after each ``_`` (``<wbr>``), so a
-    long name such as ``mean_abs_ratio_error`` wraps between its words, never inside one."""
-    return str(name).replace("|", "\\|").replace("_", "_<wbr>")
+    long name such as ``mean_abs_ratio_error`` wraps between its words, never inside one; the
+    underscores escaped, so that ``_build/calibration_sets`` is not read as emphasis."""
+    return str(name).replace("|", "\\|").replace("_", "\\_<wbr>")  # \_: not emphasis
 
 
 def markdown_rows(frame: pd.DataFrame, digits: int = 3, percent=PERCENT) -> str:

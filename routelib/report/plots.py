@@ -160,7 +160,7 @@ def auroc_heatmap(auroc_table: pd.DataFrame, slm: str | None = None, annot: bool
 
 # ---- Figure 2 ------------------------------------------------------------------------------
 def routing_curves(sim_table: pd.DataFrame, dataset=None, slm: str | None = None,
-                   llm: str | None = None, col_wrap: int = 4) -> Figure:
+                   llm: str | None = None, col_wrap: int = 2) -> Figure:
     """Accuracy vs. share routed to the LLM, from :func:`routelib.routing.simulation.simulate` (Figure 2).
 
     One panel per dataset (``dataset``: a name or a list; default all), one line per method
@@ -240,7 +240,7 @@ def routing_gain(means: pd.DataFrame) -> Figure:
 
 # ---- Figure 3 ------------------------------------------------------------------------------
 def relative_accuracy(topk_table: pd.DataFrame, dataset=None, slm: str | None = None,
-                      llm: str | None = None, col_wrap: int = 4) -> Figure:
+                      llm: str | None = None, col_wrap: int = 2) -> Figure:
     """Relative accuracy: SLM over LLM accuracy on the SLM's most confident items (paper
     Figure 3, "the ratio of SLM to LLM accuracy on the remaining top-k% queries").
 
