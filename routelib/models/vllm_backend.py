@@ -42,7 +42,7 @@ from typing import Sequence
 import numpy as np
 
 from routelib.errors import RoutelibError
-from routelib.models import vllm_capture
+from routelib.models import tokens, vllm_capture
 from routelib.models.backend import (Generation, GenRequest, Loglik, LoglikRequest, cut_at_stop,
                                      request_seed)
 from routelib.models.vllm_prepare import PREPARED_MARKER, prepare_model_dir, prepared_root
@@ -216,26 +216,13 @@ class VLLMBackend:
 
     # -- prompts -----------------------------------------------------------------------------
     def render_chat(self, user: str) -> str | None:
-        if not self.chat:
-            return None
-        return self.tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                            add_generation_prompt=True)
+        return tokens.chat_prompt(self.tok, user) if self.chat else None
 
     def _encode(self, text: str) -> list[int]:
-        """As TransformersBackend._encode: special tokens unless the text starts with BOS."""
-        bos = self.tok.bos_token
-        return self.tok(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+        return tokens.encode(self.tok, text)   # as TransformersBackend: one module tokenizes
 
     def _split_tokens(self, r: LoglikRequest) -> tuple[list[int], list[int]]:
-        """As TransformersBackend._split_tokens."""
-        ctx = self._encode(r.context)
-        whole = self._encode(r.context + r.continuation)
-        if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
-            return ctx, whole[len(ctx):]
-        cont = self.tok(r.continuation, add_special_tokens=False)["input_ids"]
-        if not cont:
-            raise ValueError(f"empty continuation for context ending {r.context[-40:]!r}")
-        return ctx, cont
+        return tokens.split_tokens(self.tok, r.context, r.continuation)
 
     def _run(self, prompts: list[list[int]], params: list) -> list:
         from vllm.inputs import TokensPrompt
