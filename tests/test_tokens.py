@@ -49,3 +49,12 @@ def test_split_tokens_encodes_a_merged_continuation_on_its_own(tok):
     assert cont == ids("<unk>", "blue")
     with pytest.raises(ValueError, match="empty continuation"):
         tokens.split_tokens(tok, "what is the sky", " ")
+
+
+def test_cut_ids_at_stop_keeps_the_ids_whose_text_fits(tok):
+    ids_ = ids("the", "sky", "is", "blue", "?", "what")
+    assert tokens.cut_ids_at_stop(tok, ids_, ("?",)) == ("the sky is blue ", 4)
+    assert tokens.cut_ids_at_stop(tok, ids_, ("nowhere",)) == ("the sky is blue ? what", None)
+    # the earliest stop string wins; one at the start keeps nothing
+    assert tokens.cut_ids_at_stop(tok, ids_, ("blue", "sky")) == ("the ", 1)
+    assert tokens.cut_ids_at_stop(tok, ids_, ("the",)) == ("", 0)

@@ -1,12 +1,16 @@
 """What the in-process backends and the endpoint SLM do with a Hugging Face tokenizer, written
-once: the chat prompt, token ids with the special tokens added once, and a log-likelihood
-request split into context and continuation ids.
+once: the chat prompt, token ids with the special tokens added once, a log-likelihood request
+split into context and continuation ids, and a generation's ids cut at a stop string.
 
 :class:`~routelib.models.transformers_backend.TransformersBackend` and
 :class:`~routelib.models.vllm_backend.VLLMBackend` must tokenize identically (their parity tests
 compare the scores), so both call these; the endpoint SLM renders its chat template here too.
 """
 from __future__ import annotations
+
+from typing import Sequence
+
+from routelib.models.backend import cut_at_stop
 
 
 def chat_prompt(tok, user: str) -> str:
@@ -35,3 +39,17 @@ def split_tokens(tok, context: str, continuation: str) -> tuple[list[int], list[
     if not cont:
         raise ValueError(f"empty continuation for context ending {context[-40:]!r}")
     return ctx, cont
+
+
+def cut_ids_at_stop(tok, ids: Sequence[int], stop: Sequence[str]) -> tuple[str, int | None]:
+    """The decoded text of a generation's ``ids`` before the earliest ``stop`` string, and how
+    many leading ids that text keeps (those whose decoding fits in it); ``None`` when no stop
+    string occurs (every id is kept)."""
+    text, stopped = cut_at_stop(tok.decode(ids, skip_special_tokens=True), stop)
+    if not stopped:
+        return text, None
+    keep = 0
+    while keep < len(ids) and \
+            len(tok.decode(ids[:keep + 1], skip_special_tokens=True)) <= len(text):
+        keep += 1
+    return text, keep

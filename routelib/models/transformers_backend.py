@@ -296,13 +296,8 @@ class TransformersBackend:
                 for i in range(R)]
 
     def _make_generation(self, ids, lps, tops, reason, req: GenRequest) -> Generation:
-        full = self.tok.decode(ids, skip_special_tokens=True)
-        text, stopped = cut_at_stop(full, req.stop)
-        if stopped:
-            keep = 0
-            while keep < len(ids) and len(self.tok.decode(ids[:keep + 1],
-                                                          skip_special_tokens=True)) <= len(text):
-                keep += 1
+        text, keep = tokens.cut_ids_at_stop(self.tok, ids, req.stop)
+        if keep is not None:
             ids, lps, tops = ids[:keep], lps[:keep], tops[:keep]
         self.stats["generated_tokens"] += len(ids)
         top = [[(self.tok.decode([j]), v) for v, j in step] for step in tops]
