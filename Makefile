@@ -82,6 +82,8 @@ test-vllm: setup-vllm
 # notebooks/NN_*.ipynb (sources, no outputs) -> book/chapters/NN_*.ipynb (executed by papermill,
 # from the cache only: quick=True) -> _build/html (jupyter-book renders, never executes).
 # Other parameters for every chapter: make notebooks NB_PARAMS="-p limit 100"
+# The chapters' long tables go to the book's book/_static/tables/ (named here: without
+# ROUTELIB_TABLES_DIR a rerun writes ./routelib_tables/, never the book's CSVs)
 .PHONY: kernel notebooks book browser-check
 NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 NB_PARAMS ?=
@@ -94,6 +96,7 @@ notebooks: kernel
 	mkdir -p book/chapters
 	for nb in $(NOTEBOOKS); do \
 	  echo "papermill $$nb"; \
+	  ROUTELIB_TABLES_DIR="$(CURDIR)/book/_static/tables" \
 	  $(BIN)/papermill "$$nb" "book/chapters/$$(basename $$nb)" -k python3 \
 	    --no-progress-bar --log-level ERROR $(NB_PARAMS) || exit 1; \
 	done

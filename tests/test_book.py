@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -72,6 +73,20 @@ def test_every_notebook_is_executed_into_a_chapter():
     sources = {p.stem for p in NOTEBOOKS}
     assert executed == sources, ("run `make notebooks`: missing chapters "
                                  f"{sorted(sources - executed)}, stale {sorted(executed - sources)}")
+
+
+def test_committed_chapters_link_the_books_csvs_and_only_those():
+    """``make notebooks`` names the book's folder: every CSV a chapter links is linked the way
+    the built book serves it and is committed, and every committed CSV is linked."""
+    links = []
+    for path in sorted(CHAPTERS.glob("*.ipynb")):
+        for cell in code_cells(read(path)):
+            for out in cell.get("outputs", []):
+                text = out.get("data", {}).get("text/markdown", "") + out.get("text", "")
+                links += re.findall(r"\]\(<?([^)>]*\.csv)>?\)", "".join(text))
+    assert links and all(link.startswith("../../_static/tables/") for link in links), links
+    tables = ROOT / "book" / "_static" / "tables"
+    assert {link.rsplit("/", 1)[1] for link in links} == {p.name for p in tables.glob("*.csv")}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
@@ -252,7 +267,9 @@ def test_backend_factory_refuses_in_quick_mode():
                     reason="ROUTELIB_DATA_DIR is unset: the chapters read the datasets (for the "
                            "item subsamples) and cannot be re-executed")
 def test_chapters_reproduce_their_outputs_nbval(tmp_path):
-    env = dict(os.environ, ROUTELIB_TABLES_DIR=str(tmp_path / "tables"))  # CSVs: not the book's
+    # the CSVs outside the book (nbval starts each kernel in book/chapters/, which the default
+    # ./routelib_tables would litter); the sanitizer drops the folder from their links
+    env = dict(os.environ, ROUTELIB_TABLES_DIR=str(tmp_path / "tables"))
     env.pop("ROUTELIB_CACHE_DIR", None)   # the chapters read the repository's data_cache/
     cmd = [sys.executable, "-m", "pytest", "--nbval", "--nbval-current-env",
            "--nbval-sanitize-with", "tests/nbval_sanitize.cfg", "-p", "no:cacheprovider",
@@ -278,13 +295,15 @@ def test_papermill_runs_a_chapter_with_other_parameters_on_the_models(tmp_path):
         pytest.skip(f"embedded model not installed: {exc}")
     cache = tmp_path / "cache"
     env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1",
-           "ROUTELIB_TABLES_DIR": str(tmp_path / "tables")}  # the book's CSVs stay as committed
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("ROUTELIB_TABLES_DIR", None)   # a user's run, in tmp_path: CSVs to its routelib_tables
     out = tmp_path / "out.ipynb"
     cmd = [sys.executable, "-m", "papermill", str(ROOT / "notebooks" / "07_bring_your_own_slm.ipynb"),
            str(out), "-k", "python3", "--no-progress-bar", "-p", "slm", "smollm2-135m",
            "-y", "datasets: [piqa, boolq]\nmethods: [perplexity, p_true, avg_token_prob]",
            "-p", "limit", "6", "-p", "n_boot", "50", "-p", "quick", "False"]
-    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
+    run = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=1200)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     nb = read(out)
     errors = [o for c in code_cells(nb) for o in c.get("outputs", []) if o.output_type == "error"]

@@ -39,7 +39,8 @@ def test_a_long_table_shows_its_top_rows_and_writes_the_whole_one(tmp_path):
     text = display.table(df, top=3, csv="long", tables_dir=tmp_path)
     body = [line for line in text.splitlines()[2:] if line.startswith("| t")]
     assert [line.split(" | ")[0] for line in body] == ["| t0", "| t1", "| t2"]
-    assert "The first 3 of 10 rows." in text and "[long.csv](../../_static/tables/long.csv)" in text
+    where = (tmp_path / "long.csv").as_posix()   # not the book's folder: linked by its path
+    assert "The first 3 of 10 rows." in text and f"The whole table: [{where}]({where})." in text
     back = pd.read_csv(tmp_path / "long.csv")
     assert len(back) == 10 and back["error"].iloc[9] == pytest.approx(9 / 7, abs=1e-5)
     short = display.table(df, top=3)          # no csv: the rows left out are still counted
@@ -48,10 +49,16 @@ def test_a_long_table_shows_its_top_rows_and_writes_the_whole_one(tmp_path):
     assert not (tmp_path / "x.csv").exists()  # nothing left out, nothing written
 
 
-def test_download_writes_and_links(tmp_path):
-    line = display.download(pd.DataFrame({"a": [1, 2]}), "t", "All rows", tables_dir=tmp_path)
+def test_download_writes_and_links_as_the_book_does_only_in_the_books_folder(tmp_path,
+                                                                             monkeypatch):
+    book = tmp_path / "book" / "_static" / "tables"
+    monkeypatch.setattr(display, "TABLES_DIR", book)
+    line = display.download(pd.DataFrame({"a": [1, 2]}), "t", "All rows", tables_dir=book)
     assert line == "All rows: [t.csv](../../_static/tables/t.csv) (2 rows)."
-    assert (tmp_path / "t.csv").read_text().splitlines() == ["a", "1", "2"]
+    assert (book / "t.csv").read_text().splitlines() == ["a", "1", "2"]
+    spaced = tmp_path / "my run"
+    line = display.download(pd.DataFrame({"a": [1]}), "t", "All rows", tables_dir=spaced)
+    assert line == f"All rows: [{spaced.as_posix()}/t.csv](<{spaced.as_posix()}/t.csv>) (1 rows)."
 
 
 # ---- conclusions ---------------------------------------------------------------------------
@@ -130,4 +137,23 @@ def test_long_tables_go_to_the_folder_the_environment_names(tmp_path, monkeypatc
     assert (tmp_path / "elsewhere" / "t.csv").read_text().splitlines() == ["x", "0", "1", "2",
                                                                           "3", "4"]
     monkeypatch.delenv(display.TABLES_ENV)
-    assert display.default_tables_dir() == display.TABLES_DIR
+    assert display.default_tables_dir() != display.TABLES_DIR
+
+
+def test_without_the_variable_the_csvs_go_to_the_working_directory_not_the_book(tmp_path,
+                                                                               monkeypatch):
+    """A user's rerun (no ``ROUTELIB_TABLES_DIR``) writes ``./routelib_tables/`` and links it by
+    that path; the book's folder stays as it is."""
+    before = {p.name: p.read_bytes() for p in display.TABLES_DIR.glob("*.csv")}
+    monkeypatch.delenv(display.TABLES_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert display.default_tables_dir() == tmp_path / "routelib_tables"
+    text = display.table(pd.DataFrame({"x": range(5)}), top=2, csv="03_means")
+    assert text.endswith("The whole table: [routelib_tables/03_means.csv]"
+                         "(routelib_tables/03_means.csv).")
+    line = display.download(pd.DataFrame({"x": range(3)}), "03_per_dataset", "Summary")
+    assert line == "Summary: [routelib_tables/03_per_dataset.csv](routelib_tables/" \
+                   "03_per_dataset.csv) (3 rows)."
+    assert sorted(p.name for p in (tmp_path / "routelib_tables").iterdir()) == \
+        ["03_means.csv", "03_per_dataset.csv"]
+    assert {p.name: p.read_bytes() for p in display.TABLES_DIR.glob("*.csv")} == before

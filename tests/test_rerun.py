@@ -93,24 +93,25 @@ def book_tables() -> dict:
 
 
 def run_printed(cmd: str, tmp_path: Path) -> dict:
-    """Execute a printed command (the output notebook moved to ``tmp_path``) on a copy of the
-    committed cache; returns the executed notebook."""
+    """Execute a printed command as a user would, with no ``ROUTELIB_TABLES_DIR``, in
+    ``tmp_path`` (the chapter's path made absolute, so ``out.ipynb`` and the default
+    ``routelib_tables/`` land there) on a copy of the committed cache; the book's CSVs must stay
+    as built. Returns the executed notebook."""
     pytest.importorskip("papermill")
     args = shlex.split(cmd)
     assert args[0] == "papermill" and args[2] == "out.ipynb", cmd
-    out = tmp_path / "out.ipynb"
-    args[2] = str(out)
+    args[1] = str(ROOT / args[1])
     cache = tmp_path / "cache"   # quick mode still stores probe predictions of a new subsample
     shutil.copytree(ROOT / "data_cache", cache, ignore=shutil.ignore_patterns("models", "tmp"))
     env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache), "OMP_NUM_THREADS": "1",
-           "ROUTELIB_TABLES_DIR": str(tmp_path / "tables"),  # the book's CSVs stay as committed
            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env.pop("ROUTELIB_TABLES_DIR", None)
     before = book_tables()
-    run = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, env=env, capture_output=True,
-                         text=True, timeout=600)
+    run = subprocess.run([sys.executable, "-m", *args], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=600)
     assert book_tables() == before, "a rerun wrote into the book's CSVs (book/_static/tables)"
     assert run.returncode == 0, f"{cmd}\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
-    nb = json.loads(out.read_text(encoding="utf-8"))
+    nb = json.loads((tmp_path / "out.ipynb").read_text(encoding="utf-8"))
     errors = [o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors, errors[0]
     return nb
@@ -130,6 +131,14 @@ def test_the_intro_command_runs(tmp_path):
     [cmd] = printed_commands(INTRO.read_text(encoding="utf-8"))
     nb = run_printed(cmd, tmp_path)
     assert 'slms = ["gemma3-270m"]' in injected(nb)
+    # chapter 03's CSVs went where routelib.report.display says: ./routelib_tables, linked so
+    written = sorted(p.name for p in (tmp_path / "routelib_tables").glob("*.csv"))
+    assert written == ["03_means.csv", "03_per_dataset.csv"]
+    shown = "".join("".join(o.get("data", {}).get("text/markdown", ""))
+                    for c in nb["cells"] for o in c.get("outputs", []))
+    for name in written:
+        assert f"[routelib_tables/{name}](routelib_tables/{name})" in shown
+    assert "_static/tables" not in shown
 
 
 @needs_data

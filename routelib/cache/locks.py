@@ -17,21 +17,31 @@ LOCK_NAME = ".lock"
 
 
 @contextmanager
-def folder_lock(path: Path):
+def file_lock(lock_path: Path):
+    """An exclusive ``fcntl.flock`` on ``lock_path`` (created if missing), held while the block
+    runs; a no-op where ``fcntl`` does not exist."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        fh = open(path / LOCK_NAME, "a")
-    except OSError:  # a read-only cache: nothing will be written there, so no lock is needed
-        yield
-        return
-    with fh:
+    with open(lock_path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def folder_lock(path: Path):
+    """:func:`file_lock` on ``path/.lock`` (the folder made first); none where the folder or
+    its lock file cannot be written (a read-only cache: nothing will be stored there)."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        open(path / LOCK_NAME, "a").close()
+    except OSError:
+        yield
+        return
+    with file_lock(path / LOCK_NAME):
+        yield

@@ -124,7 +124,8 @@ def cmd_reference(args) -> int:
         d.mkdir(parents=True, exist_ok=True)
     datasets = [] if args.dataset == ["all"] else args.dataset
     env = {**os.environ, "ROUTELIB_CACHE_DIR": str(cache),   # every result into the cache,
-           "ROUTELIB_TABLES_DIR": str(out / "_static" / "tables")}  # the chapters' CSVs to out
+           # the chapters' CSVs to out, named explicitly (linked there by their path)
+           "ROUTELIB_TABLES_DIR": str(out / "_static" / "tables")}
     stages = model_stages(args.slm, args.llm, args.limit, args.train_limit, datasets)
     if not datasets:   # the pages and chapters read all 14 datasets
         stages += page_stages(args.slm, args.llm, args.limit, out)

@@ -45,6 +45,7 @@ from typing import Sequence
 import numpy as np
 
 from routelib.errors import RoutelibError
+from routelib.models import tokens
 from routelib.models.backend import Generation, GenRequest, Loglik, LoglikRequest, cut_at_stop
 from routelib.models.openai_backend import EndpointSettings
 
@@ -125,10 +126,7 @@ class EndpointSLMBackend:
     def render_chat(self, user: str) -> str | None:
         if not self.chat:
             return None
-        if self.tok is not None:
-            return self.tok.apply_chat_template([{"role": "user", "content": user}],
-                                                tokenize=False, add_generation_prompt=True)
-        return CHAT_MARK + user
+        return CHAT_MARK + user if self.tok is None else tokens.chat_prompt(self.tok, user)
 
     # -- HTTP --------------------------------------------------------------------------------
     def _call(self, kind: str, **kw):

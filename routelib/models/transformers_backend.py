@@ -9,6 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
+from routelib.models import tokens
 from routelib.models.backend import (Generation, GenRequest, Loglik, LoglikRequest, cost_batches,
                                      cut_at_stop, default_step_tokens, length_batches,
                                      request_seed)
@@ -112,28 +113,14 @@ class TransformersBackend:
 
     # -- prompts -----------------------------------------------------------------------------
     def render_chat(self, user: str) -> str | None:
-        if not self.chat:
-            return None
-        return self.tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                            add_generation_prompt=True)
+        return tokens.chat_prompt(self.tok, user) if self.chat else None
 
     def _encode(self, text: str) -> list[int]:
-        """Token ids; the tokenizer's special tokens (e.g. Gemma's or Llama's BOS) are added
-        unless the text already starts with them, as chat-template output does."""
-        bos = self.tok.bos_token
-        return self.tok(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+        return tokens.encode(self.tok, text)
 
     # -- log-likelihood ----------------------------------------------------------------------
     def _split_tokens(self, r: LoglikRequest) -> tuple[list[int], list[int]]:
-        ctx = self._encode(r.context)
-        whole = self._encode(r.context + r.continuation)
-        if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
-            return ctx, whole[len(ctx):]
-        # tokenization merged across the boundary: encode the continuation on its own
-        cont = self.tok(r.continuation, add_special_tokens=False)["input_ids"]
-        if not cont:
-            raise ValueError(f"empty continuation for context ending {r.context[-40:]!r}")
-        return ctx, cont
+        return tokens.split_tokens(self.tok, r.context, r.continuation)
 
     def loglikelihood(self, requests: Sequence[LoglikRequest]) -> list[Loglik]:
         """Requests sharing a context run it once; its KV cache scores every continuation."""
@@ -309,13 +296,8 @@ class TransformersBackend:
                 for i in range(R)]
 
     def _make_generation(self, ids, lps, tops, reason, req: GenRequest) -> Generation:
-        full = self.tok.decode(ids, skip_special_tokens=True)
-        text, stopped = cut_at_stop(full, req.stop)
-        if stopped:
-            keep = 0
-            while keep < len(ids) and len(self.tok.decode(ids[:keep + 1],
-                                                          skip_special_tokens=True)) <= len(text):
-                keep += 1
+        text, keep = tokens.cut_ids_at_stop(self.tok, ids, req.stop)
+        if keep is not None:
             ids, lps, tops = ids[:keep], lps[:keep], tops[:keep]
         self.stats["generated_tokens"] += len(ids)
         top = [[(self.tok.decode([j]), v) for v, j in step] for step in tops]

@@ -13,8 +13,9 @@ paged key/value cache, tensor parallelism) and answers the same requests as
   *texts* of samples differ from the transformers backend's (another random stream); their
   statistics agree (docs/engines.md). Log-probs are vLLM's ``raw_logprobs``: the log-softmax of
   the raw logits, untempered, as the protocol asks; ``top_logprobs`` are the ``top_k``
-  alternatives by rank. Stop strings stop the engine and are cut here with :func:`cut_at_stop`
-  as the transformers backend cuts them; an EOS token ends a completion and is not part of it.
+  alternatives by rank. Stop strings stop the engine and are cut here as the transformers
+  backend cuts them (:func:`routelib.models.tokens.cut_ids_at_stop`); an EOS token ends a
+  completion and is not part of it.
 - **loglikelihood.** The context and continuation tokens (split as the transformers backend
   splits them) are one prompt scored with ``prompt_logprobs``; a token is greedy when its rank is
   1. vLLM's prefix cache lets the options of one question share their context; where a cached
@@ -42,9 +43,8 @@ from typing import Sequence
 import numpy as np
 
 from routelib.errors import RoutelibError
-from routelib.models import vllm_capture
-from routelib.models.backend import (Generation, GenRequest, Loglik, LoglikRequest, cut_at_stop,
-                                     request_seed)
+from routelib.models import tokens, vllm_capture
+from routelib.models.backend import Generation, GenRequest, Loglik, LoglikRequest, request_seed
 from routelib.models.vllm_prepare import PREPARED_MARKER, prepare_model_dir, prepared_root
 
 __all__ = ["VLLMBackend", "EngineOptions", "VLLMBackendError", "available", "shard",
@@ -216,26 +216,13 @@ class VLLMBackend:
 
     # -- prompts -----------------------------------------------------------------------------
     def render_chat(self, user: str) -> str | None:
-        if not self.chat:
-            return None
-        return self.tok.apply_chat_template([{"role": "user", "content": user}], tokenize=False,
-                                            add_generation_prompt=True)
+        return tokens.chat_prompt(self.tok, user) if self.chat else None
 
     def _encode(self, text: str) -> list[int]:
-        """As TransformersBackend._encode: special tokens unless the text starts with BOS."""
-        bos = self.tok.bos_token
-        return self.tok(text, add_special_tokens=not (bos and text.startswith(bos)))["input_ids"]
+        return tokens.encode(self.tok, text)   # as TransformersBackend: one module tokenizes
 
     def _split_tokens(self, r: LoglikRequest) -> tuple[list[int], list[int]]:
-        """As TransformersBackend._split_tokens."""
-        ctx = self._encode(r.context)
-        whole = self._encode(r.context + r.continuation)
-        if whole[:len(ctx)] == ctx and len(whole) > len(ctx):
-            return ctx, whole[len(ctx):]
-        cont = self.tok(r.continuation, add_special_tokens=False)["input_ids"]
-        if not cont:
-            raise ValueError(f"empty continuation for context ending {r.context[-40:]!r}")
-        return ctx, cont
+        return tokens.split_tokens(self.tok, r.context, r.continuation)
 
     def _run(self, prompts: list[list[int]], params: list) -> list:
         from vllm.inputs import TokensPrompt
@@ -282,13 +269,8 @@ class VLLMBackend:
                 ids, steps = ids[:-1], steps[:len(ids) - 1]
         lps = [float(d[t].logprob) for t, d in zip(ids, steps)]
         tops = [self._top(d, req.top_k) for d in steps[:len(ids)]] if req.top_k else []
-        full = self.tok.decode(ids, skip_special_tokens=True)
-        text, stopped = cut_at_stop(full, req.stop)
-        if stopped:
-            keep = 0
-            while keep < len(ids) and len(self.tok.decode(ids[:keep + 1],
-                                                          skip_special_tokens=True)) <= len(text):
-                keep += 1
+        text, keep = tokens.cut_ids_at_stop(self.tok, ids, req.stop)
+        if keep is not None:
             ids, lps, tops = ids[:keep], lps[:keep], tops[:keep]
             reason = "stop"
         elif reason == "stop":

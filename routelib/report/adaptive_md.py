@@ -42,5 +42,11 @@ def _by_n(frame: pd.DataFrame, keys, column: str = "ratio_error") -> pd.DataFram
     return t
 
 
+def _grid(frame: pd.DataFrame) -> str:
+    """The simulated grid of a page's setup line: "n = 0, 10, ...; ratios 0.1, 0.2, ..."."""
+    return (f"n = {', '.join(map(str, sorted(frame['n'].unique())))}; ratios "
+            f"{', '.join(f'{r:g}' for r in sorted(frame['ratio'].unique()))}")
+
+
 def _signed(x: float) -> str:
     return "–" if math.isnan(x) else f"{100 * x:+.2f}"

@@ -11,7 +11,7 @@ import pandas as pd
 
 from routelib import config
 from routelib.report import adaptive_published
-from routelib.report.adaptive_md import _by_n, _pct, _pts, _signed, _table, _than
+from routelib.report.adaptive_md import _by_n, _grid, _pct, _pts, _signed, _table, _than
 from routelib.report.adaptive_plots import plot_drift, plot_ratio_error
 from routelib.routing import study
 from routelib.routing.adaptive import dkw_epsilon
@@ -228,8 +228,7 @@ def adaptive_markdown(sim: pd.DataFrame, drift: pd.DataFrame | None = None, conf
            f"adaptive_markdown`) from the committed reference run: SLMs {', '.join(slms)}, LLM "
            f"{', '.join(dict.fromkeys(sim['llm']))}, methods {', '.join(methods)}; leave one "
            f"dataset out over {sim['target'].nunique()} datasets; {s.orders} arrival orders per "
-           f"target (seed {s.seed} + k); n = {', '.join(map(str, sorted(sim['n'].unique())))}; "
-           f"ratios {', '.join(f'{r:g}' for r in sorted(sim['ratio'].unique()))}; prior weight "
+           f"target (seed {s.seed} + k); {_grid(sim)}; prior weight "
            f"{s.prior_weight:g} pseudo-observations. Errors are |realized − requested routing "
            "ratio| in percentage points on the rest of the target. Nothing here is typed by "
            "hand.\n", *_dropped(sim, s), *_headline(sim, s)]

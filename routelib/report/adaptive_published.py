@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from routelib.report.adaptive_md import _by_n, _pct, _pts, _signed, _table, _than
+from routelib.report.adaptive_md import _by_n, _grid, _pct, _pts, _signed, _table, _than
 from routelib.report.adaptive_plots import plot_ratio_error
 from routelib.routing.adaptive import dkw_epsilon
 from routelib.routing.adaptive_saved import saved_simulation
@@ -171,10 +171,9 @@ def section(summary: pd.DataFrame, orders: pd.DataFrame, conf=None,
            f"(`routelib.uq.published`: MMLU-Pro, 12,032 items): SLMs "
            f"{', '.join(slms)}; LLM {', '.join(dict.fromkeys(summary['llm']))}; methods "
            f"{', '.join(methods)}; leave one of the {summary['target'].nunique()} categories "
-           f"out; {s.orders} arrival orders per category (seed {s.seed} + k); n = "
-           f"{', '.join(map(str, sorted(summary['n'].unique())))}; ratios "
-           f"{', '.join(f'{r:g}' for r in sorted(summary['ratio'].unique()))}; items without "
-           "a signal (discards) left out. Computed once and read from the saved part "
+           f"out; {s.orders} arrival orders per category (seed {s.seed} + k); "
+           f"{_grid(summary)}; items without a signal (discards) left out. Computed once and "
+           "read from the saved part "
            "(`routelib.routing.adaptive_saved`). These files hold no p(True), verbalization-2s, "
            "Jaccard or probe signal, so those methods are not tested here.\n",
            *_headline(summary, s)]

@@ -6,9 +6,14 @@
 - :func:`table`: a data frame as a markdown table without the pandas index (a named index, as in
   a pivot, becomes ordinary columns), floats rounded to ``digits``, shares in :data:`PERCENT`
   as percentages with one decimal, missing values as ``–``. With ``top``, a longer table shows
-  its first ``top`` rows and writes the whole table to ``book/_static/tables/<csv>.csv``
-  (copied into the built book), linked under it; :func:`download` writes and links a table
+  its first ``top`` rows and writes the whole table to ``<csv>.csv`` in
+  :func:`default_tables_dir`, linked under it; :func:`download` writes and links a table
   without showing it.
+- Where the CSVs go: ``$ROUTELIB_TABLES_DIR`` when set, else ``routelib_tables/`` in the
+  current working directory, so a user's rerun of a chapter (papermill, Jupyter) never touches
+  the book. ``make notebooks`` names the book's folder :data:`TABLES_DIR` (copied into the built
+  book); only a CSV written there is linked as the book links it (:data:`TABLES_LINK`), any
+  other is linked by the path written (relative to the working directory when inside it).
 - :func:`sentences`: a chapter's conclusions as a markdown list.
 """
 from __future__ import annotations
@@ -25,12 +30,38 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 # (book/chapters/NN.html) links the folder as TABLES_LINK
 TABLES_DIR = REPO_ROOT / "book" / "_static" / "tables"
 TABLES_LINK = "../../_static/tables"
-TABLES_ENV = "ROUTELIB_TABLES_DIR"  # another folder for the CSVs (a run into its own outputs)
+TABLES_ENV = "ROUTELIB_TABLES_DIR"  # the folder for the CSVs (make notebooks: TABLES_DIR)
+RUN_TABLES = "routelib_tables"      # the default, in the working directory: never the book's
 
 
 def default_tables_dir() -> Path:
-    """``$ROUTELIB_TABLES_DIR`` when set, else :data:`TABLES_DIR`."""
-    return Path(os.environ.get(TABLES_ENV) or TABLES_DIR)
+    """``$ROUTELIB_TABLES_DIR`` when set, else ``./routelib_tables`` (in the current working
+    directory when called); the book's :data:`TABLES_DIR` only when the variable names it."""
+    value = os.environ.get(TABLES_ENV)
+    return Path(value).expanduser() if value else Path.cwd() / RUN_TABLES
+
+
+def csv_link(path: Path) -> str:
+    """The markdown link to a written CSV: the book's link (:data:`TABLES_LINK`) when ``path``
+    is in :data:`TABLES_DIR`, else the path itself (relative to the working directory when it is
+    inside it, else absolute)."""
+    path = Path(path).resolve()
+    if path.parent == TABLES_DIR.resolve():
+        return f"[{path.name}]({TABLES_LINK}/{path.name})"
+    try:
+        shown = path.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        shown = path.as_posix()
+    return f"[{shown}](<{shown}>)" if " " in shown else f"[{shown}]({shown})"
+
+
+def _write(t: pd.DataFrame, name: str, tables_dir: Path | None) -> Path:
+    folder = Path(tables_dir) if tables_dir is not None else default_tables_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    t.to_csv(folder / f"{name}.csv", index=False, float_format="%.6g")
+    return folder / f"{name}.csv"
+
+
 # columns holding a share in [0, 1], shown as a percentage with one decimal
 PERCENT = frozenset({"accuracy", "slm_accuracy", "llm_accuracy", "slm_acc", "llm_acc", "gap",
                      "ci_low", "ci_high", "ratio_95_uq", "ratio_95_oracle", "ratio_95_random",
@@ -100,31 +131,26 @@ def table(frame: pd.DataFrame, digits: int = 3, top: int | None = None, csv: str
           percent=PERCENT, tables_dir: Path | None = None) -> Markdown:
     """``frame`` as a markdown table (see the module doc). ``top`` rows at most; when the table
     is longer and ``csv`` names it, the whole table is written to ``tables_dir/<csv>.csv``
-    (default :data:`TABLES_DIR`, full precision) and linked; without ``csv`` the rows left out
-    are counted."""
+    (default :func:`default_tables_dir`, full precision) and linked (:func:`csv_link`); without
+    ``csv`` the rows left out are counted."""
     t = flat(frame)
     shown = t if top is None or len(t) <= top else t.head(top)
     text = markdown_rows(shown, digits, percent)
     if len(shown) < len(t):
         note = f"\n\nThe first {len(shown)} of {len(t)} rows."
         if csv:
-            folder = Path(tables_dir) if tables_dir is not None else default_tables_dir()
-            folder.mkdir(parents=True, exist_ok=True)
-            t.to_csv(folder / f"{csv}.csv", index=False, float_format="%.6g")
-            note += f" The whole table: [{csv}.csv]({TABLES_LINK}/{csv}.csv)."
+            note += f" The whole table: {csv_link(_write(t, csv, tables_dir))}."
         text += note
     return Markdown(text)
 
 
 def download(frame: pd.DataFrame, name: str, what: str, tables_dir: Path | None = None
              ) -> Markdown:
-    """Write ``frame`` (:func:`flat`) to ``tables_dir/<name>.csv`` (default :data:`TABLES_DIR`)
-    and return a line linking it: "``what``: [name.csv](tables/name.csv) (N rows)"."""
-    folder = Path(tables_dir) if tables_dir is not None else default_tables_dir()
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write ``frame`` (:func:`flat`) to ``tables_dir/<name>.csv`` (default
+    :func:`default_tables_dir`) and return a line linking it (:func:`csv_link`):
+    "``what``: [name.csv](../../_static/tables/name.csv) (N rows)" in the book."""
     t = flat(frame)
-    t.to_csv(folder / f"{name}.csv", index=False, float_format="%.6g")
-    return Markdown(f"{what}: [{name}.csv]({TABLES_LINK}/{name}.csv) ({len(t)} rows).")
+    return Markdown(f"{what}: {csv_link(_write(t, name, tables_dir))} ({len(t)} rows).")
 
 
 def sentences(lines) -> Markdown:

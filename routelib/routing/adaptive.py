@@ -39,12 +39,12 @@ import math
 import os
 import tempfile
 from collections import deque
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from routelib.cache.locks import file_lock
 from routelib.config import SEED
 
 STATE_VERSION = 1
@@ -303,22 +303,6 @@ class AdaptiveState:
         return cls(conf, *ints)
 
 
-@contextmanager
-def _exclusive(lock_path: Path):
-    """An exclusive ``fcntl.flock`` on ``lock_path`` (a no-op where fcntl does not exist)."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 class StateFile:
     """An :class:`AdaptiveState` in a JSON file, changed only under a lock by atomic replace."""
 
@@ -337,7 +321,7 @@ class StateFile:
     def update(self, change):
         """Locked read, ``result = change(state)`` (mutating it), write; -> (state, result)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _exclusive(self.lock_path):
+        with file_lock(self.lock_path):
             for stale in self.path.parent.glob(self._tmp_prefix + "*.tmp"):
                 stale.unlink(missing_ok=True)  # left by a writer killed mid-write
             state = self.load()

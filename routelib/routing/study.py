@@ -129,19 +129,25 @@ def transfer_study(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, meth
     :func:`routelib.routing.transfer_runs.transfer_errors` table). ``pool``: the OOD pool
     (:data:`routelib.columns.OOD_POOL_COLUMNS`); an (slm, method) it has rows for takes every
     target's other datasets from it (:func:`routelib.routing.calibration.transfer`)."""
-    frames = []
-    for slm in slms:
-        for m in methods:
-            rows = pooled_for(conf_table, slm, m)
-            if rows[R.DATASET].nunique() < 2:
-                continue
-            own = _own_pool(pool, slm, m)
-            frames.append(cal.transfer_table(rows, matched_llm(rows, llm_table), slm, m,
-                                             ratios=ratios, runs=runs_, seed=seed, pool=own))
+    frames = [cal.transfer_table(rows, llm, slm, m, ratios=ratios, runs=runs_, seed=seed,
+                                 pool=own)
+              for slm, m, rows, llm, own in _transferable(conf_table, llm_table, slms, methods,
+                                                          pool)]
     if not frames:
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
     table = pd.concat(frames, ignore_index=True)
     return table, transfer_runs.transfer_errors(table)
+
+
+def _transferable(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms, methods,
+                  pool: pd.DataFrame | None):
+    """(slm, method, its pooled rows, the LLM rows of the same items, its own OOD pool) for
+    every (slm, method) with two datasets or more: what a transfer study iterates over."""
+    for slm in slms:
+        for m in methods:
+            rows = pooled_for(conf_table, slm, m)
+            if rows[R.DATASET].nunique() >= 2:
+                yield slm, m, rows, matched_llm(rows, llm_table), _own_pool(pool, slm, m)
 
 
 def _own_pool(pool: pd.DataFrame | None, slm: str, method: str) -> pd.DataFrame | None:
@@ -160,17 +166,11 @@ def transfer_run_errors(conf_table: pd.DataFrame, llm_table: pd.DataFrame, slms,
     datasets or more, every target and strategy: one mean realized-ratio error per run
     (``pool``: the OOD pool, as in :func:`transfer_study`)."""
     from routelib.routing.transfer_runs import transfer_runs
-    frames = []
-    for slm in slms:
-        for m in methods:
-            rows = pooled_for(conf_table, slm, m)
-            if rows[R.DATASET].nunique() < 2:
-                continue
-            llm = matched_llm(rows, llm_table)
-            own = _own_pool(pool, slm, m)
-            frames += [transfer_runs(rows, llm, slm, m, t, strategy=st, runs=runs_,
-                                     ratios=tuple(ratios), seed=seed, pool=own)
-                       for t in dict.fromkeys(rows[R.DATASET]) for st in cal.STRATEGIES]
+    frames = [transfer_runs(rows, llm, slm, m, t, strategy=st, runs=runs_,
+                            ratios=tuple(ratios), seed=seed, pool=own)
+              for slm, m, rows, llm, own in _transferable(conf_table, llm_table, slms, methods,
+                                                          pool)
+              for t in dict.fromkeys(rows[R.DATASET]) for st in cal.STRATEGIES]
     if not frames:
         raise cal.CalibrationError("no (slm, method) with at least two datasets to transfer")
     return pd.concat(frames, ignore_index=True)
