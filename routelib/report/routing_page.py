@@ -66,8 +66,11 @@ def write(slms, llm: str, limit: int | None = config.LIMIT, figures: Path | None
     if t.notes():
         out.append("**Incomplete cache:** " + "; ".join(t.notes()) + "\n")
     out.append("## Uncertainty-correctness alignment (Fig. 1)\n")
-    out.append(fig.save(plots.auroc_heatmap(metrics.auroc_table(t.conf, ci=False)),
-                        "auroc_heatmap.png"))
+    auc = metrics.auroc_table(t.conf, ci=False)
+    for slm in slms:  # one SLM per figure, datasets as rows: readable at the book's width
+        if (auc[R.SLM] == slm).any():
+            out.append(fig.save(plots.auroc_heatmap(auc, slm=slm, rows=R.DATASET),
+                                f"auroc_heatmap_{slm}.png"))
     out += _routing_section(rs.routing, slms, llm, fig)
     out += _distribution_section(t.conf, slms, fig)
     out += _transfer_section(rs, slms, fig)
