@@ -141,3 +141,17 @@ def test_the_committed_study_is_what_the_code_computes(monkeypatch):
     fresh = run_spread(P.transfer_run_table(P.load([slm], [llm], [METHOD])))
     assert len(fresh) == 14 * 4
     pd.testing.assert_frame_equal(stored, fresh, check_exact=True, check_dtype=False)
+
+
+def test_insight2_for_a_subset_of_categories_computes_and_stores_nothing(fresh_cache_dir):
+    cached = published_like([0.2, 0.5, 0.8, 0.5], 60)
+    spread = P.insight2_for(cached)
+    assert not (fresh_cache_dir / "routing_study").exists()
+    assert spread.attrs["llms_identical"] and spread["target"].nunique() == 4
+    table = P.insight2_table(spread)
+    assert list(table.columns[:2]) == ["slm", "method"] and len(table) == 1
+    e = V.calibration_transfers(spread)
+    assert (table["targets"].sum(), table["support"].sum(), table["contradict"].sum()) == \
+        (e.estimable, e.supports, e.contradicts)
+    assert table.loc[0, "pooled"] == pytest.approx(
+        spread.loc[spread["strategy"] == "pooled", "error"].mean())

@@ -22,7 +22,7 @@ def published_assessment(n_boot: int = 1000) -> tuple[pd.DataFrame | None, str]:
         return None, f"published outputs not available here ({exc})"
     auroc = metrics.auroc_table(cached.conf, ci=True, n_boot=n_boot)
     _, summary, _ = book.routing(cached)
-    spread = paper_scale.insight2_spread(paper_scale.transfer_spread())
+    spread = paper_scale.insight2_for(cached)
     note = (f"{len(cached.slms)} SLMs ({', '.join(cached.slms)}) against "
             f"{cached.llm_name}, {cached.conf['item_id'].nunique()} MMLU-Pro items in "
             f"{cached.conf['dataset'].nunique()} categories; signals "

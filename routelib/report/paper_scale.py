@@ -17,9 +17,9 @@ import pandas as pd
 from routelib import config
 from routelib.columns import CONF_COLUMNS, CORRECT, DATASET, DISCARDED, ITEM_ID, LLM, METHOD, SLM
 from routelib.report import book
-from routelib.report.verdicts import assess
+from routelib.report.verdicts import assess, calibration_transfers
 from routelib.routing import saved, study
-from routelib.routing.calibration import STRATEGY, TARGET
+from routelib.routing.calibration import STRATEGIES, STRATEGY, TARGET
 from routelib.routing.simulation import DEFAULT_RATIOS, area_under_curve, simulate
 from routelib.routing.transfer_runs import run_spread
 from routelib.uq import published
@@ -251,7 +251,8 @@ def transfer_fields(slms=None, llms=None, methods=None, runs: int = 3,
             "inputs": {"commit": prov["commit"],
                        "sha256": {n: f["sha256"] for n, f in prov["files"].items()}},
             "settings": {"slms": slms, "llms": llms,
-                         "signals": list(methods or published.METHODS), "runs": runs,
+                         "signals": [m for m in published.METHODS
+                                     if m in set(methods or published.METHODS)], "runs": runs,
                          "seeds": [seed + i for i in range(runs)],
                          "ratios": [float(r) for r in DEFAULT_RATIOS]},
             "version": saved.STUDY_VERSION}
@@ -312,3 +313,32 @@ def insight2_spread(spread: pd.DataFrame) -> pd.DataFrame:
     out = first if same else spread.reset_index(drop=True)
     out.attrs["llms_identical"] = same
     return out
+
+
+def insight2_for(cached: book.Cached, runs: int = 3, seed: int = config.SEED,
+                 directory=None) -> pd.DataFrame:
+    """:func:`insight2_spread` for the bundle ``cached`` (:func:`load`): the stored study of its
+    SLMs, LLMs and signals (:func:`transfer_spread`) when it holds all 14 categories, else
+    :func:`transfer_run_table` on its categories (not stored)."""
+    llms = list(dict.fromkeys(cached.llm[LLM]))
+    methods = list(dict.fromkeys(cached.conf[METHOD]))
+    if set(cached.datasets) == set(published.CATEGORIES):
+        return insight2_spread(transfer_spread(cached.slms, llms, methods, runs, seed, directory))
+    return insight2_spread(run_spread(transfer_run_table(cached, methods, runs, seed)))
+
+
+def insight2_table(spread: pd.DataFrame) -> pd.DataFrame:
+    """Per (slm[, llm], method) of an :func:`insight2_spread` table: each strategy's realized-ratio
+    error, mean over the targets, and the targets Insight 2's rule counts
+    (:func:`routelib.report.verdicts.calibration_transfers`) as estimable, supporting and
+    contradicting. Without the ``llm`` column when the LLMs' errors are identical
+    (``attrs["llms_identical"]``: each setting counted once)."""
+    keys = [SLM, METHOD] if spread.attrs.get("llms_identical") else [SLM, LLM, METHOD]
+    rows = []
+    for key, g in spread.groupby(keys, sort=False):
+        e = calibration_transfers(g)
+        err = g.groupby(STRATEGY, sort=False)["error"].mean()
+        rows.append({**dict(zip(keys, key)), **{s: err.get(s) for s in STRATEGIES},
+                     "targets": e.estimable, "support": e.supports,
+                     "contradict": e.contradicts})
+    return pd.DataFrame(rows)
