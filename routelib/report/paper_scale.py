@@ -4,6 +4,17 @@
 chapters get from the embedded run, so every figure and table there comes from the same
 routelib functions (no second implementation). The 14 MMLU-Pro categories play the paper's 14
 datasets; the six published SLMs of the paper's kinds and its two LLMs are the defaults.
+
+Insight 2 (:func:`transfer_spread`): the embedded study's leave-one-dataset-out transfer
+(:func:`routelib.routing.study.transfer_run_errors`, 3 runs from seed 50) of every signal of
+every SLM to each LLM, each category the unseen target in turn, judged by the embedded run's
+rule (:func:`routelib.report.verdicts.calibration_transfers`; :func:`insight2_spread` counts a
+setting once when the LLMs' errors are identical, as the routed share does not depend on the
+LLM). It is computed once and stored under ``<cache>/routing_study/published_transfer__<key>/``
+(key: the upstream commit and files' sha256, SLMs, LLMs, signals, runs, seeds, ratios and the
+routing study's version); the findings page and chapter 08 read it from there. When it is not
+stored, ``python -m routelib findings`` (or chapter 08) computes it, printing one line on stderr
+first (175 s on the project's 2-core machine, under load).
 """
 from __future__ import annotations
 
