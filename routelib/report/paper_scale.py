@@ -14,7 +14,7 @@ LLM). It is computed once and stored under ``<cache>/routing_study/published_tra
 (key: the upstream commit and files' sha256, SLMs, LLMs, signals, runs, seeds, ratios and the
 routing study's version); the findings page and chapter 08 read it from there. When it is not
 stored, ``python -m routelib findings`` (or chapter 08) computes it, printing one line on stderr
-first (175 s on the project's 2-core machine, under load).
+first (102 s to 175 s of compute on the project's shared 2-core machine, depending on load).
 """
 from __future__ import annotations
 
