@@ -22,12 +22,30 @@ def published_assessment(n_boot: int = 1000) -> tuple[pd.DataFrame | None, str]:
         return None, f"published outputs not available here ({exc})"
     auroc = metrics.auroc_table(cached.conf, ci=True, n_boot=n_boot)
     _, summary, _ = book.routing(cached)
+    spread = paper_scale.insight2_for(cached)
     note = (f"{len(cached.slms)} SLMs ({', '.join(cached.slms)}) against "
             f"{cached.llm_name}, {cached.conf['item_id'].nunique()} MMLU-Pro items in "
             f"{cached.conf['dataset'].nunique()} categories; signals "
             f"{', '.join(dict.fromkeys(cached.conf['method']))}; not testable there: "
-            f"{', '.join(paper_scale.UNTESTABLE)}")
-    return paper_scale.verdicts(auroc, summary, cached), note
+            f"{', '.join(paper_scale.UNTESTABLE)}. {transfer_note(spread)}")
+    return paper_scale.verdicts(auroc, summary, cached, transfer_spread=spread), note
+
+
+def transfer_note(spread: pd.DataFrame) -> str:
+    """How Insight 2's published evidence was computed, from the stored study's key fields."""
+    meta = paper_scale.transfer_meta()
+    st, path = meta["settings"], paper_scale.transfer_path(paper_scale.transfer_fields())
+    once = ("the two LLMs' errors are identical on every setting (the routed share does not "
+            "depend on the LLM), so each (SLM, signal, category) counts once"
+            if spread.attrs.get("llms_identical") else "each LLM counts")
+    return (f"Insight 2 there: the embedded study's leave-one-dataset-out transfer "
+            f"(`routelib.routing.study.transfer_run_errors`) judged by the same rule, the 14 categories "
+            f"as the datasets, each signal of each SLM to each LLM, {st['runs']} calibration "
+            f"draws per target (seeds {', '.join(map(str, st['seeds']))}); {once}. Computed "
+            f"once ({meta['compute_seconds']:.0f} s here) by `python -m routelib findings` and "
+            f"stored in `data_cache/routing_study/{path.name}/`, keyed by the upstream commit "
+            f"{meta['inputs']['commit'][:12]}, the files' sha256, the models, signals and "
+            f"seeds; the page reads it from there")
 
 
 def _cell(row: pd.Series | None) -> str:

@@ -4,19 +4,35 @@
 chapters get from the embedded run, so every figure and table there comes from the same
 routelib functions (no second implementation). The 14 MMLU-Pro categories play the paper's 14
 datasets; the six published SLMs of the paper's kinds and its two LLMs are the defaults.
+
+Insight 2 (:func:`transfer_spread`): the embedded study's leave-one-dataset-out transfer
+(:func:`routelib.routing.study.transfer_run_errors`, 3 runs from seed 50) of every signal of
+every SLM to each LLM, each category the unseen target in turn, judged by the embedded run's
+rule (:func:`routelib.report.verdicts.calibration_transfers`; :func:`insight2_spread` counts a
+setting once when the LLMs' errors are identical, as the routed share does not depend on the
+LLM). It is computed once and stored under ``<cache>/routing_study/published_transfer__<key>/``
+(key: the upstream commit and files' sha256, SLMs, LLMs, signals, runs, seeds, ratios and the
+routing study's version); the findings page and chapter 08 read it from there. When it is not
+stored, ``python -m routelib findings`` (or chapter 08) computes it, printing one line on stderr
+first (102 s to 175 s of compute on the project's shared 2-core machine, depending on load).
 """
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import pandas as pd
 
+from routelib import config
 from routelib.columns import CONF_COLUMNS, CORRECT, DATASET, DISCARDED, ITEM_ID, LLM, METHOD, SLM
 from routelib.report import book
-from routelib.report.verdicts import assess
-from routelib.routing import study
-from routelib.routing.simulation import area_under_curve, simulate
+from routelib.report.verdicts import assess, calibration_transfers
+from routelib.routing import saved, study
+from routelib.routing.calibration import STRATEGIES, STRATEGY, TARGET
+from routelib.routing.simulation import DEFAULT_RATIOS, area_under_curve, simulate
+from routelib.routing.transfer_runs import run_spread
 from routelib.uq import published
 from routelib.uq.metrics import auroc_table
 from routelib.uq.published import PAPER_LLMS, PAPER_SLMS, tables
@@ -89,9 +105,12 @@ def describe(cached: book.Cached) -> str:
     return "\n".join(lines)
 
 
-def verdicts(auroc: pd.DataFrame, summary: pd.DataFrame, cached: book.Cached) -> pd.DataFrame:
-    """:func:`routelib.report.verdicts.assess` on the published outputs."""
-    return assess(auroc, summary, cached.conf)
+def verdicts(auroc: pd.DataFrame, summary: pd.DataFrame, cached: book.Cached,
+             transfer_spread: pd.DataFrame | None = None) -> pd.DataFrame:
+    """:func:`routelib.report.verdicts.assess` on the published outputs; Insight 2 needs
+    ``transfer_spread`` (:func:`insight2_spread` of :func:`transfer_spread`), else it is
+    undecided."""
+    return assess(auroc, summary, cached.conf, transfer_spread=transfer_spread)
 
 
 def one_llm(cached: book.Cached, llm: str) -> book.Cached:
@@ -211,3 +230,126 @@ def calibration_readme(sets: pd.DataFrame) -> str:
         lines.append(f"| `{Path(r.csv).parent.name}` | {r.slm} | {r.method} | {r.items} | "
                      f"{r.pooled} | {r.discarded} | `{prov['files'][r.slm]['sha256'][:12]}` |")
     return "\n".join(lines) + "\n"
+
+
+# ---- Insight 2: leave-one-category-out threshold transfer, computed once and stored -----------
+TRANSFER_PART = "published_transfer"  # <cache>/routing_study/published_transfer__<key[:16]>/
+
+
+def transfer_run_table(cached: book.Cached, methods=None, runs: int = 3,
+                       seed: int = config.SEED, ratios=DEFAULT_RATIOS) -> pd.DataFrame:
+    """The embedded study's per-run transfer errors
+    (:func:`routelib.routing.study.transfer_run_errors`: every strategy, each category the
+    unseen target in turn, calibration and random draws with seeds ``seed, seed + 1, ...``) of
+    every SLM of ``cached`` and ``methods`` (default all its methods), once per LLM of
+    ``cached.llm``; discarded items left out (:func:`routelib.routing.study.routable`)."""
+    conf = study.routable(cached.conf)
+    methods = list(methods or dict.fromkeys(conf[METHOD]))
+    frames = [study.transfer_run_errors(conf, cached.llm[cached.llm[LLM] == llm], cached.slms,
+                                        methods, runs_=runs, ratios=ratios, seed=seed)
+              for llm in dict.fromkeys(cached.llm[LLM])]
+    return pd.concat(frames, ignore_index=True)
+
+
+def transfer_fields(slms=None, llms=None, methods=None, runs: int = 3,
+                    seed: int = config.SEED) -> dict:
+    """The key fields of the stored study (:func:`routelib.routing.saved.saved_part`): the
+    upstream commit and the sha256 of every file read (the loader checks them), the SLMs, LLMs,
+    signals, runs, seeds and ratios, and the routing study's version."""
+    slms, llms = list(slms or PAPER_SLMS), list(llms or PAPER_LLMS)
+    prov = published.provenance(slms + llms)
+    return {"part": TRANSFER_PART,
+            "inputs": {"commit": prov["commit"],
+                       "sha256": {n: f["sha256"] for n, f in prov["files"].items()}},
+            "settings": {"slms": slms, "llms": llms,
+                         "signals": [m for m in published.METHODS
+                                     if m in set(methods or published.METHODS)], "runs": runs,
+                         "seeds": [seed + i for i in range(runs)],
+                         "ratios": [float(r) for r in DEFAULT_RATIOS]},
+            "version": saved.STUDY_VERSION}
+
+
+def transfer_path(fields: dict, root: str | Path | None = None) -> Path:
+    """The folder the study of ``fields`` is stored in."""
+    return Path(root or saved.study_root()) / f"{TRANSFER_PART}__{saved.part_key(fields)[:16]}"
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def transfer_spread(slms=None, llms=None, methods=None, runs: int = 3, seed: int = config.SEED,
+                    directory=None, root=None, progress=_stderr) -> pd.DataFrame:
+    """Insight 2 on the published outputs: :func:`routelib.routing.transfer_runs.run_spread`
+    of :func:`transfer_run_table` (defaults: the six paper SLMs, both paper LLMs, the three
+    signals, 3 runs from seed 50), read from :func:`transfer_path` under ``root`` (default the
+    routing study's folder of the cache) when stored there with this key
+    (:func:`transfer_fields`); else computed (``progress`` gets one line first), stored there
+    with its wall time, and read back."""
+    fields = transfer_fields(slms, llms, methods, runs, seed)
+    st = fields["settings"]
+
+    def compute() -> dict:
+        progress(f"computing the published transfer study ({len(st['slms'])} SLMs x "
+                 f"{len(st['signals'])} signals x 14 categories x {len(st['llms'])} LLMs, "
+                 f"{runs} runs; a few minutes, once) into {transfer_path(fields, root)}")
+        cached = load(st["slms"], st["llms"], st["signals"], None, directory)
+        per_run = transfer_run_table(cached, st["signals"], runs, seed)
+        return {"runs": per_run, "spread": run_spread(per_run)}
+
+    def about() -> dict:
+        return {"source": f"github:{published.UPSTREAM_REPO}@{published.UPSTREAM_COMMIT}",
+                "command": "python -m routelib findings (routelib.report.paper_scale."
+                           "transfer_spread)"}
+    return saved.saved_part(Path(root or saved.study_root()), fields, compute, about)["spread"]
+
+
+def transfer_meta(root=None, **kwargs) -> dict:
+    """The stored study's ``study.json`` (its key fields, rows, ``compute_seconds``) of
+    :func:`transfer_spread`'s ``kwargs``; empty when not stored."""
+    meta = transfer_path(transfer_fields(**kwargs), root) / "study.json"
+    return json.loads(meta.read_text()) if meta.exists() else {}
+
+
+def insight2_spread(spread: pd.DataFrame) -> pd.DataFrame:
+    """The rows Insight 2's rule counts: the realized routing ratio of a threshold depends on
+    the SLM's confidences only, not on the LLM, so when every (slm, method, target, strategy)
+    has the same errors for each LLM, the first LLM's rows alone (each setting once;
+    ``attrs["llms_identical"]`` True), else all rows."""
+    llms = list(dict.fromkeys(spread[LLM]))
+    keys, vals = [SLM, METHOD, TARGET, STRATEGY], ["error", "error_sd", "runs"]
+    first = spread[spread[LLM] == llms[0]].reset_index(drop=True)
+    same = all(first[keys + vals].reset_index(drop=True).equals(
+        spread.loc[spread[LLM] == llm, keys + vals].reset_index(drop=True)) for llm in llms[1:])
+    out = first if same else spread.reset_index(drop=True)
+    out.attrs["llms_identical"] = same
+    return out
+
+
+def insight2_for(cached: book.Cached, runs: int = 3, seed: int = config.SEED,
+                 directory=None) -> pd.DataFrame:
+    """:func:`insight2_spread` for the bundle ``cached`` (:func:`load`): the stored study of its
+    SLMs, LLMs and signals (:func:`transfer_spread`) when it holds all 14 categories, else
+    :func:`transfer_run_table` on its categories (not stored)."""
+    llms = list(dict.fromkeys(cached.llm[LLM]))
+    methods = list(dict.fromkeys(cached.conf[METHOD]))
+    if set(cached.datasets) == set(published.CATEGORIES):
+        return insight2_spread(transfer_spread(cached.slms, llms, methods, runs, seed, directory))
+    return insight2_spread(run_spread(transfer_run_table(cached, methods, runs, seed)))
+
+
+def insight2_table(spread: pd.DataFrame) -> pd.DataFrame:
+    """Per (slm[, llm], method) of an :func:`insight2_spread` table: each strategy's realized-ratio
+    error, mean over the targets, and the targets Insight 2's rule counts
+    (:func:`routelib.report.verdicts.calibration_transfers`) as estimable, supporting and
+    contradicting. Without the ``llm`` column when the LLMs' errors are identical
+    (``attrs["llms_identical"]``: each setting counted once)."""
+    keys = [SLM, METHOD] if spread.attrs.get("llms_identical") else [SLM, LLM, METHOD]
+    rows = []
+    for key, g in spread.groupby(keys, sort=False):
+        e = calibration_transfers(g)
+        err = g.groupby(STRATEGY, sort=False)["error"].mean()
+        rows.append({**dict(zip(keys, key)), **{s: err.get(s) for s in STRATEGIES},
+                     "targets": e.estimable, "support": e.supports,
+                     "contradict": e.contradicts})
+    return pd.DataFrame(rows)
