@@ -92,6 +92,30 @@ def test_alignment_names_best_and_worst_and_the_distance_to_chance():
     assert "within 0.020 of chance" in near and "separates" in near
 
 
+def test_alignment_names_the_worst_ranked_method_not_one_left_unranked():
+    nan = float("nan")
+    auroc = _auroc({("d1", "a"): 0.60, ("d2", "a"): 0.62, ("d3", "a"): 0.61,
+                    ("d1", "b"): 0.55, ("d2", "b"): 0.52, ("d3", "b"): 0.51,
+                    ("d1", "c"): 0.40, ("d2", "c"): nan, ("d3", "c"): nan})
+    text = conclusions.alignment(auroc)
+    assert "`a` ranks best" in text and "`b` worst (mean rank 2.00" in text
+    assert "`c` worst" not in text and "mean rank –" not in text
+    assert "not ranked, estimable on fewer than half the datasets: `c`" in text
+
+
+def test_learning_curve_compares_the_most_items_with_the_reference_size():
+    rows = [("s", "d1", 50, 0.50), ("s", "d1", 150, 0.55), ("s", "d1", 1000, 0.65),
+            ("s", "d2", 150, 0.60), ("s", "d2", 500, 0.58),
+            ("s", "d3", 50, 0.52), ("s", "d3", 150, 0.53),          # ends at the reference
+            ("t", "d1", 150, float("nan")), ("t", "d1", 1000, 0.7)]  # no reference point
+    curve = pd.DataFrame(rows, columns=["slm", "dataset", "n_train", "auroc"])
+    text = conclusions.learning_curve(curve, reference=150)
+    assert "`s`: trained on the most items cached (up to 1000)" in text
+    assert "higher than with the reference run's 150 on 1 of 2 datasets" in text
+    assert "d1 0.550 -> 0.650, d2 0.600 -> 0.580)" in text and "d3" not in text
+    assert "`t`" not in text
+
+
 def test_routing_reports_the_largest_gain_over_its_own_random_router():
     means = pd.DataFrame({"slm": ["s", "s"], "llm": ["L", "L"], "method": ["a", "b"],
                           "auc_uq": [0.40, 0.36], "auc_random": [0.39, 0.30],

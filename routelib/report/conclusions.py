@@ -9,6 +9,8 @@ a number (e.g. "gains little") follows a threshold stated in this module.
   better or worse (McNemar p < :data:`ALPHA`).
 - :func:`alignment` (chapters 2, 7): the best and worst methods by mean rank, how far the mean
   AUROCs are from chance, how many intervals lie above 0.5.
+- :func:`learning_curve` (chapter 2): the probe trained on the most items against the one the
+  reference run trains (``reference`` items), per SLM and dataset.
 - :func:`routing` (chapters 3, 7): the best method's area against the random and oracle routers.
 - :func:`relative` (chapter 4): the SLM on its most confident items against the LLM.
 - :func:`distributions` (chapter 5): the largest shift and the factor it varies with most.
@@ -69,19 +71,52 @@ def alignment(auroc: pd.DataFrame) -> Markdown:
     rank = method_ranking(auroc)
     out = []
     for slm, g in rank.groupby("slm", sort=False):
-        g = g.sort_values(["mean_rank", "method"])
-        best, worst = g.iloc[0], g.iloc[-1]
         above = int(g["n_above_chance"].sum())
         settings = int(g["n_datasets"].sum())
+        ranked = g[g["mean_rank"].notna()].sort_values(["mean_rank", "method"])
+        unranked = g.loc[g["mean_rank"].isna(), "method"].tolist()
+        if ranked.empty:
+            out.append(f"`{slm}`: no method is estimable on half the datasets, so none is "
+                       f"ranked; the 95% interval lies above 0.5 in {above} of its {settings} "
+                       "(dataset, method) settings.")
+            continue
+        best, worst = ranked.iloc[0], ranked.iloc[-1]
         out.append(f"`{slm}`: `{best['method']}` ranks best (mean rank "
                    f"{_f(best['mean_rank'], 2)}, mean AUROC {_f(best['mean_auroc'])}) and "
                    f"`{worst['method']}` worst (mean rank {_f(worst['mean_rank'], 2)}, mean "
-                   f"AUROC {_f(worst['mean_auroc'])}); the 95% interval lies above 0.5 in "
-                   f"{above} of its {settings} (dataset, method) settings.")
+                   f"AUROC {_f(worst['mean_auroc'])})"
+                   + (f"; not ranked, estimable on fewer than half the datasets: "
+                      f"{', '.join(f'`{m}`' for m in unranked)}" if unranked else "")
+                   + f"; the 95% interval lies above 0.5 in {above} of its {settings} "
+                   "(dataset, method) settings.")
     far = float((rank["mean_auroc"] - 0.5).abs().max())
     verdict = ("so no method separates these SLMs' right answers from their wrong ones well"
                if far < NEAR_CHANCE else "so some methods carry real signal")
     out.append(f"Every mean AUROC is within {_f(far)} of chance (0.5), {verdict}.")
+    return sentences(out)
+
+
+def learning_curve(curve: pd.DataFrame, reference: int) -> Markdown:
+    """Chapter 2: ``curve`` (:func:`routelib.uq.learning_curve.learning_curve`): per SLM, the
+    datasets whose curve reaches past ``reference`` train items (the reference run's probes),
+    and on how many of them the probe trained on the most items has the higher AUROC."""
+    if curve.empty:
+        return sentences([])
+    out = []
+    for slm, g in curve.dropna(subset=["auroc"]).groupby("slm", sort=False):
+        pairs = []
+        for ds, d in g.groupby("dataset", sort=False):
+            ref, last = d[d["n_train"] == reference], d.loc[d["n_train"].idxmax()]
+            if len(ref) and last["n_train"] > reference:
+                pairs.append((ds, float(ref["auroc"].iloc[0]), float(last["auroc"]),
+                              int(last["n_train"])))
+        if not pairs:
+            continue
+        better = [p for p in pairs if p[2] > p[1]]
+        out.append(f"`{slm}`: trained on the most items cached (up to "
+                   f"{max(p[3] for p in pairs)}), the probe's AUROC is higher than with the "
+                   f"reference run's {reference} on {len(better)} of {len(pairs)} datasets ("
+                   + ", ".join(f"{ds} {_f(a)} -> {_f(b)}" for ds, a, b, _ in pairs) + ").")
     return sentences(out)
 
 

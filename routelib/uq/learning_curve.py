@@ -27,11 +27,12 @@ import pandas as pd
 
 from routelib import config
 from routelib.uq import metrics, probe as P, stats as S
-from routelib.uq.confidence import NotCached, _refuse, train_features
+from routelib.uq.confidence import PROBE_TRAIN_LIMIT, NotCached, _refuse, train_features
 from routelib.uq.probe_store import ProbeSpec, StoredProbe
 from routelib.uq.statcache import RunOptions, item_stats
 
 SIZES = (50, 100, 250, 500, 1000)
+REFERENCE_TRAIN = PROBE_TRAIN_LIMIT  # the size the reference run's probes learn from
 CURVE_COLUMNS = ("slm", "dataset", "n_train", "n_train_correct", "auroc", "n_eval",
                  "n_eval_correct", "note")
 ONE_CLASS_TRAIN, ONE_CLASS_EVAL = "train items have one class", "evaluation items have one class"
