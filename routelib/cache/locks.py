@@ -4,7 +4,9 @@ held while a folder of parts is being filled.
 Two processes asked for the same pass of the same items (two notebooks, a rerun started while
 the first is still going) would otherwise both compute the missing items and both store them.
 With the lock the second one waits, then reads what the first stored and computes only what is
-still missing: no item is computed or stored twice. The lock goes away with the process, so a
+still missing: no item is computed or stored twice. A reader whose items are all stored takes
+no lock (parts are written whole, then renamed), so it never waits for a writer that is filling
+the same folder with other items. The lock goes away with the process, so a
 killed run leaves nothing to clean up. Where ``fcntl`` does not exist (Windows) the lock is a
 no-op and one writer per folder is the user's job.
 """
