@@ -164,3 +164,37 @@ def fresh_cache_dir(tmp_path_factory, monkeypatch) -> Path:
     path = tmp_path_factory.mktemp("cache")
     monkeypatch.setenv("ROUTELIB_CACHE_DIR", str(path))
     return path
+
+
+class _LocksHeld:
+    """Another process holding ``flock`` on every ``paths`` (as a long job filling those cache
+    folders would) until the block ends; ``still_held()``: that process has not exited."""
+
+    def __init__(self, paths):
+        import subprocess
+        import sys
+        self.paths = [str(p) for p in paths]
+        assert self.paths, "no lock files to hold"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", "import fcntl, sys, time\n"
+             "fhs = [open(p, 'a') for p in sys.argv[1:]]\n"
+             "[fcntl.flock(f, fcntl.LOCK_EX) for f in fhs]\n"
+             "print('held', flush=True); time.sleep(60)", *self.paths],
+            stdout=subprocess.PIPE, text=True)
+
+    def __enter__(self):
+        assert self.proc.stdout.readline().strip() == "held"
+        return self
+
+    def still_held(self) -> bool:
+        return self.proc.poll() is None
+
+    def __exit__(self, *exc):
+        self.proc.kill()
+        self.proc.wait()
+
+
+@pytest.fixture
+def locks_held_elsewhere():
+    """``with locks_held_elsewhere(paths) as held: ...`` (:class:`_LocksHeld`)."""
+    return _LocksHeld

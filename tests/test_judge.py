@@ -69,6 +69,21 @@ def test_verdicts_are_cached_and_a_rerun_makes_no_call(use_data_dir):
     pd.testing.assert_frame_equal(t, cached)
 
 
+def test_a_reader_of_stored_verdicts_does_not_wait_for_a_writer(use_data_dir, fresh_cache_dir,
+                                                                locks_held_elsewhere):
+    runs.generate("slm", "gsm8k", limit=5, backend=slm_answers(), progress=False)
+    t = judge.judge_dataset("slm", "gsm8k", "judge", slm_backend=SLM, backend=scripted_judge(),
+                            limit=5, progress=False)
+    locks = sorted(fresh_cache_dir.rglob(".lock"))
+    assert any("judge" in str(p) for p in locks)
+    with locks_held_elsewhere(locks) as held:
+        be = scripted_judge(default="no")  # names the judge's model; must not be asked
+        again = judge.judge_dataset("slm", "gsm8k", "judge", slm_backend=SLM, backend=be,
+                                    limit=5, progress=False)
+        assert sum(be.calls.values()) == 0 and held.still_held()
+    pd.testing.assert_frame_equal(t, again)
+
+
 def test_an_interrupted_run_resumes_to_the_same_table(use_data_dir):
     runs.generate("slm", "gsm8k", limit=5, backend=slm_answers(), progress=False)
     with pytest.raises(FakeCrash):

@@ -252,24 +252,13 @@ def test_cached_answers_are_regraded_by_todays_grader(gen, fresh_cache_dir):
     assert list(df["extracted"]) == ["42"] * 5
 
 
-def test_a_reader_whose_items_are_stored_does_not_wait_for_a_writer(gen, fresh_cache_dir):
+def test_a_reader_whose_items_are_stored_does_not_wait_for_a_writer(gen, fresh_cache_dir,
+                                                                    locks_held_elsewhere):
     """Another process filling the same folder with other items holds its lock for as long as
     that takes (hours for a long job); reading items already stored must not wait for it."""
-    import subprocess
-    import sys
     first = gen(limit=3)
-    folder = run_folder(fresh_cache_dir)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time\n"
-         "fh = open(sys.argv[1], 'a'); fcntl.flock(fh, fcntl.LOCK_EX)\n"
-         "print('held', flush=True); time.sleep(60)", str(folder / ".lock")],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with locks_held_elsewhere([run_folder(fresh_cache_dir) / ".lock"]) as held:
         be = FakeBackend()
         again = gen(backend=be, limit=3)      # would block for 60 s if it took the lock
-        assert sum(be.calls.values()) == 0 and holder.poll() is None
-        pd.testing.assert_frame_equal(again, first)
-    finally:
-        holder.kill()
-        holder.wait()
+        assert sum(be.calls.values()) == 0 and held.still_held()
+    pd.testing.assert_frame_equal(again, first)

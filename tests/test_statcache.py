@@ -151,29 +151,17 @@ def test_run_options_bundle_or_keywords_and_a_misspelt_one_is_refused(use_data_d
         statcache.item_stats("fake", "gsm8k", ["p_true"], limit=5, bakend=be)
 
 
-def test_a_reader_whose_statistics_are_stored_does_not_wait_for_a_writer(use_data_dir,
-                                                                         fresh_cache_dir):
+def test_a_reader_whose_statistics_are_stored_does_not_wait_for_a_writer(
+        use_data_dir, fresh_cache_dir, locks_held_elsewhere):
     """Every folder's lock held by another process (a long job filling them with other items):
     reading statistics already stored returns at once, with no model call."""
-    import subprocess
-    import sys
     _, rows, st = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=3, backend=fake(),
                                        progress=False)
-    locks = sorted(str(p) for p in fresh_cache_dir.rglob(".lock"))
-    assert any("/stats/" in p for p in locks) and any("/answers/" in p for p in locks)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import fcntl, sys, time\n"
-         "fhs = [open(p, 'a') for p in sys.argv[1:]]\n"
-         "[fcntl.flock(f, fcntl.LOCK_EX) for f in fhs]\n"
-         "print('held', flush=True); time.sleep(60)", *locks],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    locks = sorted(fresh_cache_dir.rglob(".lock"))
+    assert any("stats" in p.parts for p in locks) and any("answers" in p.parts for p in locks)
+    with locks_held_elsewhere(locks) as held:
         be = fake()
         _, rows2, st2 = statcache.item_stats("fake", "gsm8k", ["p_true"], limit=3, backend=be,
                                              progress=False)
-        assert sum(be.calls.values()) == 0 and holder.poll() is None
-        assert [d[S.PTRUE_LOGPROBS] for d in st] == [d[S.PTRUE_LOGPROBS] for d in st2]
-    finally:
-        holder.kill()
-        holder.wait()
+        assert sum(be.calls.values()) == 0 and held.still_held()
+    assert [d[S.PTRUE_LOGPROBS] for d in st] == [d[S.PTRUE_LOGPROBS] for d in st2]

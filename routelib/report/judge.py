@@ -144,6 +144,10 @@ def judge_dataset(slm: str, dataset: str, judge: str, limit: int | None = config
     if cached_only and not path.is_dir():
         raise NotCached(f"no judge verdicts of {judge} on {slm} {dataset} are cached")
     _write_meta(path, spec, judge, model_id)
+    have = runs.read_parts(path)
+    stored = set(have["item_id"]) if len(have) else set()
+    if stored and all(r.id in stored for r in records):  # a reader takes no lock
+        return _verdicts(slm, judge, dataset, records, rows_df, have)
     with folder_lock(path):
         have = runs.read_parts(path)
         done = set(have["item_id"]) if len(have) else set()
