@@ -173,9 +173,7 @@ def _routing(means: pd.DataFrame) -> dict[str, str]:
 
 def _relative(topk: pd.DataFrame) -> dict[str, str]:
     """Fig. 3: accuracy and relative accuracy on the most confident :data:`TOP` vs. all."""
-    near = topk[np.isclose(topk["keep_fraction"], TOP)]
-    full = topk[np.isclose(topk["keep_fraction"], 1.0)]
-    both = near.merge(full, on=[R.SLM, R.DATASET, R.METHOD], suffixes=("_top", "_all"))
+    both = findings_tables.top_vs_all(topk, TOP)
     out = {"top_share": f"{TOP:.0%}"}
     for (slm, m), g in both.groupby([R.SLM, R.METHOD], sort=False):
         s, t = tag(slm), tag(m)

@@ -55,13 +55,19 @@ def routing(means: pd.DataFrame, slm: str) -> str:
     return display.table(out, digits=3, percent={"ratio for 95%", "random's ratio"})
 
 
+def top_vs_all(topk: pd.DataFrame, top: float) -> pd.DataFrame:
+    """Per (slm, dataset, method): the top-k table's row at keep fraction ``top`` beside its row
+    at 1.0 (all items), columns suffixed ``_top`` and ``_all``."""
+    near = topk[np.isclose(topk["keep_fraction"], top)]
+    full = topk[np.isclose(topk["keep_fraction"], 1.0)]
+    return near.merge(full, on=[SLM, "dataset", METHOD], suffixes=("_top", "_all"))
+
+
 def confident(topk: pd.DataFrame, top: float) -> str:
     """Fig. 3: per method and SLM, the SLM's accuracy on its ``top`` most confident items and
     on all items (means over datasets), and the relative accuracy (SLM over LLM on the same
     kept items) on the top items."""
-    near = topk[np.isclose(topk["keep_fraction"], top)]
-    full = topk[np.isclose(topk["keep_fraction"], 1.0)]
-    both = near.merge(full, on=[SLM, "dataset", METHOD], suffixes=("_top", "_all"))
+    both = top_vs_all(topk, top)
     names = short_names(list(dict.fromkeys(both[SLM])))
     frames = []
     for slm, g in both.groupby(SLM, sort=False):
