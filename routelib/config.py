@@ -94,8 +94,8 @@ def model_dir() -> Path:
 # ---- defaults of the command line (and of whatever else wants the same ones) ----------------
 REFERENCE_SLMS = ("smollm2-135m", "gemma3-270m")  # the SLMs of the committed reference run
 REFERENCE_LLM = "qwen2.5-coder-0.5b"  # its LLM tier (a stand-in) and its judge
-TRAIN_LIMIT = 150  # train-split items per dataset the probes learn from (issue 16: all that the
-# reference run could compute in its window; see docs/uq.md)
+TRAIN_LIMIT = 1000  # train-split items per dataset the probes learn from (issue 16; all the
+# split has where it is smaller; see docs/uq.md)
 BATCH_SIZE = 16  # sequences per forward pass of a local model
 CHUNK_SIZE = 16  # items per saved cache part (an interruption loses at most one)
 N_BOOT = 1000  # bootstrap resamples of the AUROC intervals

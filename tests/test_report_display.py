@@ -103,15 +103,15 @@ def test_alignment_names_the_worst_ranked_method_not_one_left_unranked():
     assert "not ranked, estimable on fewer than half the datasets: `c`" in text
 
 
-def test_learning_curve_compares_the_most_items_with_the_reference_size():
+def test_learning_curve_compares_the_most_items_with_the_baseline_size():
     rows = [("s", "d1", 50, 0.50), ("s", "d1", 150, 0.55), ("s", "d1", 1000, 0.65),
             ("s", "d2", 150, 0.60), ("s", "d2", 500, 0.58),
-            ("s", "d3", 50, 0.52), ("s", "d3", 150, 0.53),          # ends at the reference
-            ("t", "d1", 150, float("nan")), ("t", "d1", 1000, 0.7)]  # no reference point
+            ("s", "d3", 50, 0.52), ("s", "d3", 150, 0.53),          # ends at the baseline
+            ("t", "d1", 150, float("nan")), ("t", "d1", 1000, 0.7)]  # no baseline point
     curve = pd.DataFrame(rows, columns=["slm", "dataset", "n_train", "auroc"])
-    text = conclusions.learning_curve(curve, reference=150)
+    text = conclusions.learning_curve(curve, baseline=150)
     assert "`s`: trained on the most items cached (up to 1000)" in text
-    assert "higher than with the reference run's 150 on 1 of 2 datasets" in text
+    assert "higher than with 150 train items on 1 of 2 datasets" in text
     assert "d1 0.550 -> 0.650, d2 0.600 -> 0.580)" in text and "d3" not in text
     assert "`t`" not in text
 

@@ -96,26 +96,27 @@ def alignment(auroc: pd.DataFrame) -> Markdown:
     return sentences(out)
 
 
-def learning_curve(curve: pd.DataFrame, reference: int) -> Markdown:
+def learning_curve(curve: pd.DataFrame, baseline: int) -> Markdown:
     """Chapter 2: ``curve`` (:func:`routelib.uq.learning_curve.learning_curve`): per SLM, the
-    datasets whose curve reaches past ``reference`` train items (the reference run's probes),
-    and on how many of them the probe trained on the most items has the higher AUROC."""
+    datasets whose curve reaches past ``baseline`` train items, and on how many of them the
+    probe trained on the most items (the reference run's probes) has the higher AUROC than
+    the one trained on ``baseline``."""
     if curve.empty:
         return sentences([])
     out = []
     for slm, g in curve.dropna(subset=["auroc"]).groupby("slm", sort=False):
         pairs = []
         for ds, d in g.groupby("dataset", sort=False):
-            ref, last = d[d["n_train"] == reference], d.loc[d["n_train"].idxmax()]
-            if len(ref) and last["n_train"] > reference:
-                pairs.append((ds, float(ref["auroc"].iloc[0]), float(last["auroc"]),
+            base, last = d[d["n_train"] == baseline], d.loc[d["n_train"].idxmax()]
+            if len(base) and last["n_train"] > baseline:
+                pairs.append((ds, float(base["auroc"].iloc[0]), float(last["auroc"]),
                               int(last["n_train"])))
         if not pairs:
             continue
         better = [p for p in pairs if p[2] > p[1]]
         out.append(f"`{slm}`: trained on the most items cached (up to "
-                   f"{max(p[3] for p in pairs)}), the probe's AUROC is higher than with the "
-                   f"reference run's {reference} on {len(better)} of {len(pairs)} datasets ("
+                   f"{max(p[3] for p in pairs)}), the probe's AUROC is higher than with "
+                   f"{baseline} train items on {len(better)} of {len(pairs)} datasets ("
                    + ", ".join(f"{ds} {_f(a)} -> {_f(b)}" for ds, a, b, _ in pairs) + ").")
     return sentences(out)
 

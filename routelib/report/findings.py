@@ -54,7 +54,7 @@ def facts(slms, llm: str = DEFAULT_LLM, limit: int | None = config.LIMIT,
     t = tables.load(slms, llm, limit=limit).require_rows()
     rs = saved.RoutingStudy(t)
     out: dict[str, str] = {"slms": ", ".join(slms), "llm": llm, "limit": str(limit),
-                           "train_limit": str(PROBE_TRAIN_LIMIT),
+                           "train_limit": f"{PROBE_TRAIN_LIMIT:,}",
                            "judge_limit": str(judge_limit), "incomplete": "; ".join(t.notes())}
     out["llm_accuracy"] = _pct(t.llm[R.CORRECT].mean())
     auc = metrics.auroc_table(t.conf, ci=True, n_boot=n_boot)

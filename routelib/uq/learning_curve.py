@@ -32,7 +32,7 @@ from routelib.uq.probe_store import ProbeSpec, StoredProbe
 from routelib.uq.statcache import RunOptions, item_stats
 
 SIZES = (50, 100, 250, 500, 1000)
-REFERENCE_TRAIN = PROBE_TRAIN_LIMIT  # the size the reference run's probes learn from
+BASELINE_TRAIN = 100  # the size issue 16 found too small (PROBE_TRAIN_LIMIT before it)
 CURVE_COLUMNS = ("slm", "dataset", "n_train", "n_train_correct", "auroc", "n_eval",
                  "n_eval_correct", "note")
 ONE_CLASS_TRAIN, ONE_CLASS_EVAL = "train items have one class", "evaluation items have one class"
