@@ -46,3 +46,39 @@ def test_a_stage_is_timed_and_logged_and_a_failure_stops_the_run(tmp_path, monke
     # rerun: the log grows, the segments add up
     cli.main(["reference", "--cache-dir", str(tmp_path / "c"), "--dataset", "x"])
     assert len((tmp_path / "c" / ref.LOG_NAME).read_text().splitlines()) == 4
+
+
+def test_model_stages_form_one_lane_per_model_and_the_judge_waits_for_all():
+    stages = ref.model_stages(["a", "b"], "llm", 4, None, [])
+    got = [[[st.name for st in lane] for lane in phase] for phase in ref.phases(stages)]
+    assert got == [[["answers a", "uq a"], ["answers b", "uq b"], ["answers llm"]],
+                   [["judge"]]]
+
+
+def _stamp(name: str, seconds: float, rc: int = 0) -> ref.Stage:
+    code = (f"import time, pathlib; t = time.time(); time.sleep({seconds}); "
+            f"pathlib.Path('{name}.t').write_text(f'{{t}} {{time.time()}}'); "
+            f"raise SystemExit({rc})")
+    return ref.Stage(name, (sys.executable, "-c", code), lane=name.rstrip("12"))
+
+
+def test_jobs_run_lanes_at_once_and_a_failure_starts_nothing_new(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(ref, "ROOT", tmp_path)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    a1, a2, b1 = _stamp("a1", 1.0), _stamp("a2", 0.1), _stamp("b1", 1.0)
+    monkeypatch.setattr(ref, "model_stages", lambda *a: [a1, a2, b1])
+    assert cli.main(["reference", "--cache-dir", "c", "--dataset", "x", "--jobs", "2"]) == 0
+    span = {n: [float(x) for x in (tmp_path / f"{n}.t").read_text().split()]
+            for n in ("a1", "a2", "b1")}
+    assert span["b1"][0] < span["a1"][1] and span["a1"][0] < span["b1"][1]   # overlapped
+    assert span["a2"][0] >= span["a1"][1]                                    # lane order kept
+    # lane a fails at once: lane b's running stage finishes, lane a's next stage never starts
+    for f in tmp_path.glob("*.t"):
+        f.unlink()
+    bad = _stamp("a1", 0.0, rc=4)
+    monkeypatch.setattr(ref, "model_stages", lambda *a: [bad, a2, _stamp("b1", 0.5)])
+    code = cli.main(["reference", "--cache-dir", "c", "--dataset", "x", "--jobs", "2"])
+    err = capsys.readouterr().err
+    assert code == 2 and "stage 'a1' failed (exit 4)" in err
+    assert (tmp_path / "b1.t").exists() and not (tmp_path / "a2.t").exists()

@@ -16,7 +16,9 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +33,9 @@ ROOT = Path(__file__).resolve().parents[2]
 class Stage:
     name: str
     argv: tuple[str, ...]
+    # stages of one lane run in order; different lanes may run at once (``--jobs``); a stage
+    # with no lane waits for every earlier stage and runs alone
+    lane: str | None = None
 
 
 def _routelib(*args: str) -> tuple[str, ...]:
@@ -42,10 +47,11 @@ def model_stages(slms, llm: str, limit: int, train_limit: int | None, datasets) 
     training items and the probes), then the LLM-judge comparison."""
     ds = ("--dataset", *datasets) if datasets else ()
     lim = ("--limit", str(limit))
-    stages = [Stage(f"answers {m}", _routelib("generate", "--model", m, *lim, *ds))
+    stages = [Stage(f"answers {m}", _routelib("generate", "--model", m, *lim, *ds), lane=m)
               for m in (*slms, llm)]
     tl = ("--train-limit", str(train_limit)) if train_limit else ()
-    stages += [Stage(f"uq {s}", _routelib("uq", "--model", s, *lim, *tl, *ds)) for s in slms]
+    stages += [Stage(f"uq {s}", _routelib("uq", "--model", s, *lim, *tl, *ds), lane=s)
+               for s in slms]
     judge_limit = str(min(limit, config.JUDGE_LIMIT))
     stages.append(Stage("judge", _routelib("judge", "--slm", slms[0], "--limit", judge_limit)))
     return stages
@@ -93,6 +99,28 @@ def _has_parameter(nb: Path, name: str) -> bool:
                        if "=" in line) for c in cells)
 
 
+def phases(stages: list[Stage]) -> list[list[list[Stage]]]:
+    """The stages as phases run one after another; a phase is a list of lanes (each a list of
+    stages run in order) that may run at once. Consecutive stages with a lane form one phase
+    (lanes in order of first appearance); a stage without a lane is a phase of its own."""
+    out: list[list[list[Stage]]] = []
+    lanes: dict[str, list[Stage]] = {}
+    for st in stages:
+        if st.lane is None:
+            if lanes:
+                out.append(list(lanes.values()))
+                lanes = {}
+            out.append([[st]])
+        else:
+            lanes.setdefault(st.lane, []).append(st)
+    if lanes:
+        out.append(list(lanes.values()))
+    return out
+
+
+_LOG_LOCK = threading.Lock()
+
+
 def run_stage(stage: Stage, env: dict, log: Path) -> dict:
     """Run one stage as a child process; its record (also appended to ``log``)."""
     start = time.time()
@@ -107,7 +135,7 @@ def run_stage(stage: Stage, env: dict, log: Path) -> dict:
     rec = {"stage": stage.name, "argv": list(stage.argv[1:]), "seconds": round(time.time() - start, 1),
            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "rc": proc.returncode,
            "finished": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())}
-    with log.open("a", encoding="utf-8") as f:
+    with _LOG_LOCK, log.open("a", encoding="utf-8") as f:
         f.write(json.dumps(rec) + "\n")
     return rec
 
@@ -115,6 +143,40 @@ def run_stage(stage: Stage, env: dict, log: Path) -> dict:
 def _fmt(seconds: float) -> str:
     m, s = divmod(int(round(seconds)), 60)
     return f"{m // 60}h{m % 60:02d}m{s:02d}s" if m >= 60 else f"{m}m{s:02d}s"
+
+
+def _run_phases(stages: list[Stage], jobs: int, env: dict, log: Path):
+    """Run every phase (:func:`phases`), up to ``jobs`` lanes at once; ``(stage, exit code)``
+    of the first stage that failed (then no new stage starts: running ones finish), else
+    None."""
+    n, count, failed = len(stages), iter(range(1, len(stages) + 1)), []
+
+    def run_lane(lane: list[Stage]) -> None:
+        for stage in lane:
+            if failed:
+                return
+            with _LOG_LOCK:
+                k = next(count)
+            print(f"[{k}/{n}] {stage.name} ...", flush=True)
+            rec = run_stage(stage, env, log)
+            print(f"[{k}/{n}] {stage.name}: {_fmt(rec['seconds'])}, peak "
+                  f"{rec['peak_rss_mb']:.0f} MB, exit {rec['rc']}", flush=True)
+            if rec["rc"] != 0:
+                failed.append((stage, rec["rc"]))
+                return
+
+    if jobs <= 1:   # one after another, in the listed order
+        run_lane(stages)
+        return failed[0] if failed else None
+    for phase in phases(stages):
+        if len(phase) == 1:
+            run_lane(phase[0])
+        else:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                list(pool.map(run_lane, phase))
+        if failed:
+            return failed[0]
+    return None
 
 
 def cmd_reference(args) -> int:
@@ -134,16 +196,14 @@ def cmd_reference(args) -> int:
         print("\n".join(" ".join(s.argv[1:]) for s in stages))
         return 0
     log, total = cache / LOG_NAME, time.time()
-    for k, stage in enumerate(stages, 1):
-        print(f"[{k}/{len(stages)}] {stage.name} ...", flush=True)
-        rec = run_stage(stage, env, log)
-        print(f"[{k}/{len(stages)}] {stage.name}: {_fmt(rec['seconds'])}, peak "
-              f"{rec['peak_rss_mb']:.0f} MB, exit {rec['rc']}", flush=True)
-        if rec["rc"] != 0:
-            print(f"routelib: error: stage {stage.name!r} failed (exit {rec['rc']}); fix it "
-                  f"and rerun the same command: finished work is kept in {cache}",
-                  file=sys.stderr)
-            return 2
+    if args.jobs > 1:   # one engine per core, one thread each (unless the user set threads)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
+    failed = _run_phases(stages, args.jobs, env, log)
+    if failed:
+        print(f"routelib: error: stage {failed[0].name!r} failed (exit {failed[1]}); fix it "
+              "and rerun the same "
+              f"command: finished work is kept in {cache}", file=sys.stderr)
+        return 2
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"reference run done in {_fmt(time.time() - total)} (this segment; every segment is "
           f"in {log}), peak {peak:.0f} MB; pages and chapters under {out}")
@@ -167,5 +227,8 @@ def add(sub) -> None:
     o.add_datasets(p, "only these datasets (then no pages or chapters, which need all 14)")
     p.add_argument("--no-chapters", action="store_true",
                    help="stop after the pages (no papermill)")
+    p.add_argument("--jobs", type=o.positive_int, default=1,
+                   help="model stages of different models run this many at once, each child "
+                        "with cores/JOBS threads (default 1: one after another)")
     p.add_argument("--dry-run", action="store_true", help="print the stages' commands only")
     p.set_defaults(func=cmd_reference)
