@@ -26,9 +26,11 @@ called directly, not through :mod:`routelib.uq.statcache`).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -100,7 +102,8 @@ def pass_kinds(backend, name, mcq, gen, chunks):
 
 
 def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool,
-                ablations: bool = False, polygraph_n: int | None = None) -> dict:
+                ablations: bool = False, polygraph_n: int | None = None,
+                only_polygraph: bool = False) -> dict:
     from routelib import data
     from routelib.cache import runs
     from routelib.models.transformers_backend import TransformersBackend
@@ -118,7 +121,7 @@ def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool
     res = {"model": name, "load_s": load_s,
            "non_embedding_params": non_embedding_params(backend.model), "kinds": {}}
     outputs = {}
-    for kind, (fn, n) in kinds.items():
+    for kind, (fn, n) in ({} if only_polygraph else kinds).items():
         runs_ = [timed(backend, fn) for _ in range(repeats)]
         secs = statistics.median(r[0] for r in runs_)
         toks = statistics.median(r[1] for r in runs_)
@@ -130,7 +133,9 @@ def bench_model(name: str, n_mcq: int, n_gen: int, repeats: int, polygraph: bool
                                            res["kinds"])
     if polygraph:
         k = polygraph_n or n_gen
-        res["polygraph"] = bench_polygraph(backend, name, gen[:k], rows_gen[:k], repeats)
+        res["polygraph"] = bench_polygraph(
+            backend, name, {"gsm8k": (gen[:k], rows_gen[:k]), "mmlu": (mcq[:k], rows_mcq[:k])},
+            repeats)
     res["peak_rss_mb"] = peak_rss_mb()
     return res
 
@@ -208,12 +213,19 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def bench_polygraph(backend, name, recs, rows, repeats: int) -> dict:
-    """Both tools on the same free-form (GSM8K) prompts, same model object: the greedy answer
-    (its log-probs give maximum sequence probability and perplexity), p(True), and 5 samples
-    (the Jaccard degree matrix). Token limits are routelib's (the answer's and the samples');
-    LM-Polygraph has no stop strings and generates to EOS or the limit, which is its default
-    behaviour and part of what is measured."""
+def bench_polygraph(backend, name, sets: dict, repeats: int) -> dict:
+    """Both tools on the same prompts, same model object: the greedy answer (its log-probs give
+    maximum sequence probability and perplexity), p(True), and 5 samples (the Jaccard degree
+    matrix). ``sets``: ``{"gsm8k": (records, rows), "mmlu": (records, rows)}``.
+
+    Free-form (GSM8K): both tools generate from the row's prompt with routelib's answer token
+    limit; LM-Polygraph has no stop strings and generates to EOS or the limit, which is its
+    default behaviour and part of what is measured. Multiple choice (MMLU): LM-Polygraph, a
+    generation tool, generates its greedy answer and its 5 samples from routelib's letters
+    prompt with routelib's choice-sample limit (:data:`routelib.uq.passes.CHOICE_SAMPLE_MAX_TOKENS`);
+    routelib scores the options for its answer and samples letters for its Jaccard degree, as
+    in the reference run. Each tool runs all its items once per repeat (one prompt per
+    LM-Polygraph call: its tokenizer pads on the right); medians of ``repeats``."""
     from lm_polygraph.stat_calculators.greedy_probs import GreedyProbsCalculator
     from lm_polygraph.stat_calculators.prompt import PromptCalculator
     from lm_polygraph.stat_calculators.sample import SamplingGenerationCalculator
@@ -225,28 +237,45 @@ def bench_polygraph(backend, name, recs, rows, repeats: int) -> dict:
 
     wb = WhiteboxModel(backend.model, backend.tok,
                        generation_parameters=GenerationParameters(allow_newlines=True))
-    texts = [r["prompt"] for r in rows]
-    limit = P.build(recs[0], "generate").max_new_tokens
     greedy, ptrue = GreedyProbsCalculator(output_attentions=False), PromptCalculator()
     sampler = SamplingGenerationCalculator(samples_n=5)
-    cfg = default_config("gsm8k", name)
+    chat = backend.render_chat
+    out = {}
+    for ds, (recs, rows) in sets.items():
+        if not recs:
+            continue
+        if ds == "gsm8k":
+            texts = [r["prompt"] for r in rows]
+            limit = P.build(recs[0], "generate").max_new_tokens
+        else:
+            texts = [P.build(rec, "letters", chat=chat if row["chat"] else None).text
+                     for rec, row in zip(recs, rows)]
+            limit = passes.CHOICE_SAMPLE_MAX_TOKENS
+        cfg = default_config(ds, name)
 
-    def polygraph_run():
-        for p in texts:  # one prompt per call: its tokenizer pads on the right
-            deps = {"input_texts": [p]}
-            deps.update(greedy(deps, [p], wb, max_new_tokens=limit))
-            deps.update(ptrue(deps, [p], wb))
-            deps.update(sampler(deps, [p], wb, max_new_tokens=limit))
+        def polygraph_run(texts=texts, limit=limit):
+            for p in texts:
+                deps = {"input_texts": [p]}
+                deps.update(greedy(deps, [p], wb, max_new_tokens=limit))
+                deps.update(ptrue(deps, [p], wb))
+                deps.update(sampler(deps, [p], wb, max_new_tokens=limit))
 
-    def routelib_run():  # the greedy answer + p(True) + samples: the same four estimators
-        fresh = answer_records(backend, recs, cfg)
-        for k in ("p_true", "samples"):
-            passes.PASSES[k](backend, recs, fresh)
+        def routelib_run(recs=recs, cfg=cfg):  # greedy answer + p(True) + samples
+            fresh = answer_records(backend, recs, cfg)
+            for k in ("p_true", "samples"):
+                passes.PASSES[k](backend, recs, fresh)
 
-    pg = statistics.median(_wall(polygraph_run) for _ in range(repeats))
-    rl = statistics.median(_wall(routelib_run) for _ in range(repeats))
-    return {"items": len(texts), "max_new_tokens": limit, "polygraph_s": pg,
-            "routelib_s": rl, "speedup": pg / rl}
+        pg = [_wall(polygraph_run) for _ in range(repeats)]
+        rl = [_wall(routelib_run) for _ in range(repeats)]
+        out[ds] = {"items": len(texts), "max_new_tokens": limit,
+                   "polygraph_s": statistics.median(pg), "routelib_s": statistics.median(rl),
+                   "polygraph_runs": pg, "routelib_runs": rl}
+        out[ds]["speedup"] = out[ds]["polygraph_s"] / out[ds]["routelib_s"]
+    pg_all = sum(v["polygraph_s"] for v in out.values())
+    rl_all = sum(v["routelib_s"] for v in out.values())
+    out["all"] = {"items": sum(v["items"] for v in out.values()), "polygraph_s": pg_all,
+                  "routelib_s": rl_all, "speedup": pg_all / rl_all}
+    return out
 
 
 def _wall(fn) -> float:
@@ -255,34 +284,42 @@ def _wall(fn) -> float:
     return time.perf_counter() - t
 
 
+def _pass_table(r: dict, peak: float) -> list[str]:
+    """The pass table and the all-8-methods ratio of one model (nothing with --only-polygraph)."""
+    k = r["kinds"]
+    if not k:
+        return []
+    lines = ["| pass | items | s | items/s | tokens/s | % of matmul peak |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for kind, v in k.items():
+        frac = 2 * r["non_embedding_params"] * v["tokens_per_s"] / peak
+        lines.append(f"| {kind} | {v['items']} | {v['seconds']:.2f} | {v['items_per_s']:.2f} "
+                     f"| {v['tokens_per_s']:.0f} | {frac:.0%} |")
+    per_item = {kk: v["seconds"] / v["items"] for kk, v in k.items()}
+    answer = (per_item["answer_mcq"] * k["answer_mcq"]["items"] + per_item["answer_gsm8k"]
+              * k["answer_gsm8k"]["items"]) / (k["answer_mcq"]["items"]
+                                               + k["answer_gsm8k"]["items"])
+    per_item["answer"] = answer
+    shared = answer + sum(per_item[p] for p in ("p_true", "verbal_1s", "verbal_2s",
+                                                "samples", "hidden"))
+    naive = sum(per_item[p] for need in NAIVE.values() for p in need)
+    lines.append(f"\nAll 8 methods per item: shared passes {shared:.2f} s = "
+                 f"**{shared / answer:.1f} x** one greedy answer ({answer:.2f} s); the naive "
+                 f"way (each method its own passes) {naive:.2f} s = {naive / shared:.1f} x "
+                 "the shared cost.")
+    return lines
+
+
 def markdown(machine: dict, results: list[dict], repeats: int) -> str:
     lines = ["# Performance\n", "Produced by `benchmarks/bench.py`; medians of "
              f"{repeats} runs.\n", "## Machine\n"]
     lines += [f"- {k}: {v}" for k, v in machine.items()]
     peak = machine["matmul peak (GFLOP/s)"] * 1e9
     for r in results:
-        k = r["kinds"]
         lines += [f"\n## {r['model']}\n",
                   f"Non-embedding parameters: {r['non_embedding_params'] / 1e6:.1f} M; load "
-                  f"{r['load_s']:.1f} s.\n",
-                  "| pass | items | s | items/s | tokens/s | % of matmul peak |",
-                  "|---|---:|---:|---:|---:|---:|"]
-        for kind, v in k.items():
-            frac = 2 * r["non_embedding_params"] * v["tokens_per_s"] / peak
-            lines.append(f"| {kind} | {v['items']} | {v['seconds']:.2f} | {v['items_per_s']:.2f} "
-                         f"| {v['tokens_per_s']:.0f} | {frac:.0%} |")
-        per_item = {kk: v["seconds"] / v["items"] for kk, v in k.items()}
-        answer = (per_item["answer_mcq"] * k["answer_mcq"]["items"] + per_item["answer_gsm8k"]
-                  * k["answer_gsm8k"]["items"]) / (k["answer_mcq"]["items"]
-                                                   + k["answer_gsm8k"]["items"])
-        per_item["answer"] = answer
-        shared = answer + sum(per_item[p] for p in ("p_true", "verbal_1s", "verbal_2s",
-                                                    "samples", "hidden"))
-        naive = sum(per_item[p] for need in NAIVE.values() for p in need)
-        lines.append(f"\nAll 8 methods per item: shared passes {shared:.2f} s = "
-                     f"**{shared / answer:.1f} x** one greedy answer ({answer:.2f} s); the naive "
-                     f"way (each method its own passes) {naive:.2f} s = {naive / shared:.1f} x "
-                     "the shared cost.")
+                  f"{r['load_s']:.1f} s.\n"]
+        lines += _pass_table(r, peak)
         if "ablations" in r:
             lines += ["\nEach change alone against the default run above (same items; "
                       "outputs compared item by item: largest |difference| of any log-prob or "
@@ -300,11 +337,15 @@ def markdown(machine: dict, results: list[dict], repeats: int) -> str:
         lines.append(f"\nPeak resident memory of the benchmark process after this model: "
                      f"{r['peak_rss_mb']:.0f} MB.")
         if "polygraph" in r:
-            p = r["polygraph"]
-            lines.append(f"\nLM-Polygraph 0.7.0 vs routelib on the overlapping estimators "
-                         f"(greedy answer, p(True), 5 samples; N = {p['items']} GSM8K items, at "
-                         f"most {p['max_new_tokens']} new tokens): {p['polygraph_s']:.1f} s vs "
-                         f"{p['routelib_s']:.1f} s, routelib **{p['speedup']:.1f} x** faster.")
+            lines += ["\nLM-Polygraph 0.7.0 vs routelib on the overlapping estimators (greedy "
+                      "answer, p(True), 5 samples), the same items and model object, medians "
+                      "of each tool's whole-set runs:\n",
+                      "| items | N | at most new tokens | LM-Polygraph s | routelib s | ratio |",
+                      "|---|---:|---:|---:|---:|---:|"]
+            for ds, p in r["polygraph"].items():
+                lim = p.get("max_new_tokens", "")
+                lines.append(f"| {ds} | {p['items']} | {lim} | {p['polygraph_s']:.1f} | "
+                             f"{p['routelib_s']:.1f} | **{p['speedup']:.1f} x** |")
     return "\n".join(lines) + "\n"
 
 
@@ -316,7 +357,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--polygraph", action="store_true", help="also time LM-Polygraph 0.7.0")
     ap.add_argument("--polygraph-n", type=int, default=None,
-                    help="GSM8K items for the LM-Polygraph comparison (default: --n-gen)")
+                    help="GSM8K items and MMLU items for the LM-Polygraph comparison "
+                         "(default: --n-gen)")
+    ap.add_argument("--only-polygraph", action="store_true",
+                    help="skip the pass table; time only the LM-Polygraph comparison")
     ap.add_argument("--ablations", action="store_true",
                     help="also time each speed-up switched off, int8 and one thread")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
@@ -335,9 +379,14 @@ def main() -> None:
         pass
     machine["matmul peak (GFLOP/s)"] = round(matmul_peak(threads) / 1e9, 1)
     results = [bench_model(m, args.n_mcq, args.n_gen, args.repeats, args.polygraph,
-                           args.ablations, args.polygraph_n) for m in args.model]
+                           args.ablations, args.polygraph_n, args.only_polygraph)
+               for m in args.model]
     text = markdown(machine, results, args.repeats)
     Path(args.out).write_text(text)
+    # the raw numbers beside the table (every run of the comparison, not only the medians)
+    Path(args.out).with_suffix(".json").write_text(
+        json.dumps({"machine": machine, "argv": sys.argv[1:], "results": results}, indent=1,
+                   default=float))
     print(text)
 
 
