@@ -3,7 +3,7 @@
 Not part of CI. Run on a quiet machine (nothing else using the CPU)::
 
     ROUTELIB_DATA_DIR=../shared/datasets .venv/bin/python benchmarks/bench.py \
-        --model smollm2-135m gemma3-270m qwen2.5-coder-0.5b --repeats 3 --out docs/performance.md
+        --model smollm2-135m gemma3-270m qwen2.5-coder-0.5b --repeats 3 --out bench.md
 
 Measured, per model, on fixed items (MCQ from MMLU, free-form from GSM8K; seed-50 subsample):
 
@@ -364,7 +364,9 @@ def main() -> None:
     ap.add_argument("--ablations", action="store_true",
                     help="also time each speed-up switched off, int8 and one thread")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
-    ap.add_argument("--out", default="docs/performance.md")
+    ap.add_argument("--out", default="bench.md",
+                    help="the table (the raw numbers go beside it, .json); docs/performance.md "
+                         "quotes the committed runs in benchmarks/")
     args = ap.parse_args()
     import torch
     if args.threads:
