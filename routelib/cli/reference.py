@@ -200,9 +200,9 @@ def cmd_reference(args) -> int:
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.jobs)))
     failed = _run_phases(stages, args.jobs, env, log)
     if failed:
-        print(f"routelib: error: stage {failed[0].name!r} failed (exit {failed[1]}); fix it "
-              "and rerun the same "
-              f"command: finished work is kept in {cache}", file=sys.stderr)
+        stage, rc = failed
+        print(f"routelib: error: stage {stage.name!r} failed (exit {rc}); fix it and rerun the "
+              f"same command: finished work is kept in {cache}", file=sys.stderr)
         return 2
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     print(f"reference run done in {_fmt(time.time() - total)} (this segment; every segment is "
